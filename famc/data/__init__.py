@@ -1,0 +1,97 @@
+"""Datasets as preloaded uint8 tensors with deterministic train/search/calib/test splits.
+
+Everything fits in RAM (Fashion-MNIST is ~55 MB as uint8), so there is no DataLoader: later stages
+index tensors directly and call :func:`to_input` per batch. The split rule is documented in
+:mod:`famc.data.splits`; dataset discovery in :mod:`famc.data.fashion` and :mod:`famc.data.folder`.
+"""
+
+from __future__ import annotations
+
+import os
+
+from famc.data.fashion import FASHION_CLASSES, load_fashion_mnist, read_idx
+from famc.data.folder import load_image_folder
+from famc.data.splits import (
+    DEFAULT_CALIB_SIZE,
+    DEFAULT_SEARCH_SIZE,
+    DataSplits,
+    ImageSet,
+    channel_stats,
+    make_splits,
+    split_indices,
+    to_input,
+)
+from famc.errors import FamcError
+
+__all__ = [
+    "DATASETS",
+    "DEFAULT_CALIB_SIZE",
+    "DEFAULT_SEARCH_SIZE",
+    "FASHION_CLASSES",
+    "DataSplits",
+    "ImageSet",
+    "channel_stats",
+    "load_dataset",
+    "load_fashion_mnist",
+    "load_image_folder",
+    "make_splits",
+    "read_idx",
+    "split_indices",
+    "to_input",
+]
+
+DATASETS: tuple[str, ...] = ("fashion-mnist", "folder")
+_FOLDER_DEFAULT_IMAGE_SIZE = 32
+_FOLDER_DEFAULT_CHANNELS = 3
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike[str] | None = None,
+    *,
+    search_size: int | None = None,
+    calib_size: int | None = None,
+    seed: int = 0,
+    image_size: int | None = None,
+    channels: int | None = None,
+    download: bool = True,
+) -> DataSplits:
+    """Load ``name`` (one of :data:`DATASETS`) and split it by the documented seeded rule.
+
+    ``search_size=None`` means ``min(10000, pool // 6)`` (10000 for Fashion-MNIST, and a sane
+    share for small folders); ``calib_size=None`` means ``min(2000, len(train))``. Explicit values
+    are validated, never clipped. ``image_size``/``channels`` pick the folder reader's output
+    (default 32 / 3); Fashion-MNIST is natively 28×28×1 — resize at feed time with :func:`to_input`.
+    """
+    key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
+    if key == "fashion-mnist":
+        if image_size not in (None, 28) or channels not in (None, 1):
+            raise FamcError(
+                f"fashion-mnist is 28x28 grayscale; got image_size={image_size}, "
+                f"channels={channels}: drop them and resize at feed time with to_input()"
+            )
+        pool, test, directory = load_fashion_mnist(root, download=download)
+        classes: tuple[str, ...] = FASHION_CLASSES
+        origin = str(directory)
+    elif key == "folder":
+        if root is None:
+            raise FamcError("dataset 'folder' needs root=<dir> holding <class_name>/ image folders")
+        classes, pool, test = load_image_folder(
+            root,
+            image_size=_FOLDER_DEFAULT_IMAGE_SIZE if image_size is None else image_size,
+            channels=_FOLDER_DEFAULT_CHANNELS if channels is None else channels,
+        )
+        origin = str(root)
+    else:
+        raise FamcError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+
+    return make_splits(
+        name=str(key),
+        classes=classes,
+        pool=pool,
+        test=test,
+        search_size=search_size,
+        calib_size=calib_size,
+        seed=seed,
+        origin=origin,
+    )

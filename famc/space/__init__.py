@@ -1,0 +1,30 @@
+"""Search spaces: presets, the ``Arch`` value, sampling/CAS, and per-layer cost."""
+
+from __future__ import annotations
+
+from famc.errors import FamcError
+from famc.space.arch import Arch
+from famc.space.layers import LayerSpec, describe, flops, params
+from famc.space.presets import PRESETS, Preset, StageSpec, make_divisible
+from famc.space.space import SearchSpace
+
+__all__ = [
+    "PRESETS",
+    "Arch",
+    "LayerSpec",
+    "Preset",
+    "SearchSpace",
+    "StageSpec",
+    "describe",
+    "flops",
+    "get_space",
+    "make_divisible",
+    "params",
+]
+
+
+def get_space(name: str) -> SearchSpace:
+    """The search space of a named preset."""
+    if name not in PRESETS:
+        raise FamcError(f"unknown space preset {name!r}; known presets: {', '.join(PRESETS)}")
+    return SearchSpace(PRESETS[name])

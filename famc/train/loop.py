@@ -1,0 +1,317 @@
+"""Sandwich-rule supernet training with in-place distillation (AttentiveNAS/BigNAS recipe).
+
+Each step runs the largest sub-network on the labels (CE + label smoothing, dropout), ``k`` sampled
+sub-networks and the smallest on the largest's detached soft predictions, sums the losses and takes
+one optimizer step. Weight decay is applied once per step by the optimizer, i.e. it belongs to the
+largest's objective; dropout is applied to the largest only.
+
+The whole step is one ``nn.Module`` forward, so the same code runs under ``torchrun`` with
+DistributedDataParallel: one forward and one backward per step is what DDP's reducer expects.
+
+Reproducibility: every epoch reseeds its own generators from ``(seed, epoch)``, so a run resumed from
+an epoch checkpoint continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+
+from famc import __version__
+from famc.data import DataSplits, load_dataset, to_input
+from famc.errors import FamcError
+from famc.io import atomic_path, sha256_path, write_text
+from famc.space import Arch, SearchSpace, get_space
+from famc.supernet import (
+    ElasticMBV3,
+    build_supernet,
+    load_checkpoint,
+    save_checkpoint,
+)
+from famc.supernet.evaluate import Evaluator, top1
+from famc.train.config import TrainConfig
+from famc.train.sampler import SAMPLERS
+
+WEIGHTS = "supernet.safetensors"
+STATE = "train_state.pt"
+LOG = "metrics.jsonl"
+METRICS = "supernet.metrics.json"
+
+
+class SandwichStep(nn.Module):
+    """One training step's forward: the summed sandwich loss of every sub-network."""
+
+    def __init__(self, net: ElasticMBV3) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        archs: Sequence[Arch],
+        mean: Sequence[float],
+        std: Sequence[float],
+        label_smoothing: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs: dict[int, torch.Tensor] = {}
+        losses = []
+        teacher: torch.Tensor | None = None
+        for i, arch in enumerate(archs):
+            if arch.resolution not in inputs:
+                inputs[arch.resolution] = to_input(images, arch.resolution, mean, std)
+            self.net.set_active(arch)
+            if i == 0:  # the largest: ground truth, dropout
+                logits = self.net(inputs[arch.resolution], dropout=self.net.space.preset.dropout)
+                losses.append(F.cross_entropy(logits, labels, label_smoothing=label_smoothing))
+                teacher = F.softmax(logits.detach(), dim=1)
+            else:  # in-place distillation from the largest
+                assert teacher is not None
+                logits = self.net(inputs[arch.resolution])
+                losses.append(-(teacher * F.log_softmax(logits, dim=1)).sum(1).mean())
+        parts = torch.stack(losses)
+        return parts.sum(), parts.detach()
+
+
+def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
+    """Linear warm-up then cosine decay to zero."""
+    if step < warmup:
+        return base_lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base_lr * (1 + math.cos(math.pi * progress))
+
+
+def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay conv/linear weights only; BN affine, biases and kernel transforms are not decayed."""
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        (decay if p.dim() > 1 and not name.endswith("_matrix") else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+class _Dist:
+    """Rank/world from torchrun's environment; a single process otherwise."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if self.world > 1 and not dist.is_initialized():
+            dist.init_process_group("gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def _prepare_out(out: Path, resume: bool, force: bool) -> dict[str, Any] | None:
+    """The saved training state to resume from, or None for a fresh run."""
+    state_path = out / STATE
+    if resume:
+        if not state_path.is_file():
+            raise FamcError(f"--resume: no training state in {out} ({STATE} missing)")
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if sha256_path(out / WEIGHTS) != state["weights_sha256"]:
+            raise FamcError(
+                f"--resume: {out / WEIGHTS} does not match {state_path} (a run was killed while "
+                f"checkpointing); restart with --force"
+            )
+        return state
+    if state_path.exists() and not force:
+        raise FamcError(
+            f"{out} already holds a training run: pass --resume to continue it or --force to "
+            f"start over"
+        )
+    return None
+
+
+def train(
+    cfg: TrainConfig, *, resume: bool = False, force: bool = False, progress: bool = True
+) -> dict[str, Any] | None:
+    """Train a supernet as ``cfg`` says; returns the final metrics (on the main process)."""
+    ctx = _Dist()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    state = _prepare_out(out, resume, force)
+    space = get_space(cfg.space)
+    data = load_dataset(
+        cfg.data.name, cfg.data.root, search_size=cfg.data.search_size,
+        calib_size=cfg.data.calib_size, seed=cfg.data.seed, image_size=cfg.data.image_size,
+        channels=cfg.data.channels,
+    )  # fmt: skip
+    if data.channels != space.preset.in_channels or data.num_classes != space.preset.num_classes:
+        raise FamcError(
+            f"dataset {data.name} has {data.channels} channel(s) and {data.num_classes} classes "
+            f"but space {space.name} expects {space.preset.in_channels} and "
+            f"{space.preset.num_classes}: pick a matching preset"
+        )
+    net = build_supernet(space)
+    if state is not None:
+        load_checkpoint(net, out / WEIGHTS)
+    elif cfg.init:
+        load_checkpoint(net, cfg.init)
+    net = net.to(memory_format=torch.channels_last)
+    step_module: nn.Module = SandwichStep(net)
+    if ctx.world > 1:
+        step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
+    opt = torch.optim.SGD(
+        param_groups(net, cfg.optimizer.weight_decay), lr=cfg.optimizer.lr,
+        momentum=cfg.optimizer.momentum, nesterov=cfg.optimizer.nesterov,
+    )  # fmt: skip
+    start_epoch = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+    if ctx.main:
+        out.mkdir(parents=True, exist_ok=True)
+        _trim_log(out / LOG, start_epoch)
+    steps_per_epoch = len(data.train) // cfg.batch_size
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise FamcError(
+            f"batch_size {cfg.batch_size} exceeds the {len(data.train)} training images"
+        )
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    sampler = SAMPLERS[cfg.sampler]()
+    with _progress(progress and ctx.main) as bar:
+        task = bar.add_task("train", total=total_steps, completed=start_epoch * steps_per_epoch,
+                            info="")  # fmt: skip
+        for epoch in range(start_epoch, cfg.epochs):
+            net.train()
+            rng = random.Random(f"{cfg.seed}:{epoch}")
+            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+            torch.manual_seed(cfg.seed * 100_003 + epoch * 7 + ctx.rank)  # dropout masks
+            t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros(2 + cfg.num_random)
+            batches = data.train.batches(cfg.batch_size, shuffle=True, generator=gen,
+                                         drop_last=True)  # fmt: skip
+            for i, (x, y) in enumerate(batches):
+                if i >= steps_per_epoch:
+                    break
+                step = epoch * steps_per_epoch + i
+                for group in opt.param_groups:
+                    group["lr"] = lr_at(step, total_steps, warmup, cfg.optimizer.lr)
+                archs = [
+                    space.largest(),
+                    *sampler.sample(space, rng, epoch, cfg.num_random),
+                    space.smallest(),
+                ]
+                x, y = x[ctx.rank :: ctx.world], y[ctx.rank :: ctx.world]
+                loss, parts = step_module(x, y, archs, data.mean, data.std, cfg.label_smoothing)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                loss_sum += parts
+                seen += len(y) * ctx.world
+                rate = seen / (time.perf_counter() - t0)
+                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs} loss "
+                           f"{parts.sum():.3f} {rate:.0f} img/s")  # fmt: skip
+            record = {
+                "epoch": epoch + 1,
+                "step": (epoch + 1) * steps_per_epoch,
+                "lr": opt.param_groups[0]["lr"],
+                "loss_largest": round(float(loss_sum[0]) / steps_per_epoch, 5),
+                "loss_smallest": round(float(loss_sum[-1]) / steps_per_epoch, 5),
+                "loss_total": round(float(loss_sum.sum()) / steps_per_epoch, 5),
+                "images_per_s": round(seen / (time.perf_counter() - t0), 1),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+            if ctx.main:
+                _checkpoint(out, net, opt, epoch + 1, cfg)
+                with open(out / LOG, "a") as f:
+                    f.write(json.dumps(record) + "\n")
+            ctx.barrier()
+    if not ctx.main:
+        return None
+    metrics = evaluate_supernet(net, space, data, cfg, progress=progress)
+    write_text(out / METRICS, json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _trim_log(log: Path, epochs_done: int) -> None:
+    """On resume, forget log lines of epochs after the checkpoint (they will be redone)."""
+    if not log.exists():
+        return
+    lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
+    kept = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs_done]
+    write_text(log, "".join(ln + "\n" for ln in kept))
+
+
+def _checkpoint(
+    out: Path, net: ElasticMBV3, opt: torch.optim.Optimizer, epoch: int, cfg: TrainConfig
+) -> None:
+    """Weights first, then the state that vouches for them by hash (resume checks the pair)."""
+    save_checkpoint(
+        net, out / WEIGHTS,
+        {"space": cfg.space, "epoch": str(epoch), "famc_version": __version__,
+         "config": cfg.model_dump_json()},
+    )  # fmt: skip
+    state = {
+        "epoch": epoch,
+        "optimizer": opt.state_dict(),
+        "weights_sha256": sha256_path(out / WEIGHTS),
+    }
+    with atomic_path(out / STATE) as tmp:
+        torch.save(state, tmp)
+
+
+def evaluate_supernet(
+    net: ElasticMBV3, space: SearchSpace, data: DataSplits, cfg: TrainConfig, *, progress: bool
+) -> dict[str, Any]:
+    """Test Top-1 of the largest, the smallest and a few random sub-networks after BN
+    re-calibration."""
+    rng = random.Random(f"{cfg.seed}:eval")
+    archs = [space.largest(), space.smallest()] + [
+        space.sample(rng) for _ in range(cfg.eval.num_random)
+    ]
+    ev = Evaluator(net.eval(), data.calib, data.mean, data.std,
+                   batch_size=cfg.eval.batch_size, bn_convention=cfg.eval.bn_convention)  # type: ignore[arg-type]  # fmt: skip
+    results = []
+    with _progress(progress) as bar:
+        task = bar.add_task("evaluate", total=len(archs), info="test split")
+        for arch in archs:
+            results.append(
+                {"arch": arch.to_dict(), "top1": round(top1(ev.correct(arch, data.test)), 3)}
+            )
+            bar.update(task, advance=1)
+    return {
+        "space": space.name,
+        "dataset": data.name,
+        "split": "test",
+        "bn_convention": cfg.eval.bn_convention,
+        "largest": results[0],
+        "smallest": results[1],
+        "random": results[2:],
+    }
