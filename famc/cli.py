@@ -74,3 +74,52 @@ def train(
             + ", ".join(f"{r['top1']:.2f}" for r in metrics["random"])
             + f"  → {Path(cfg.out) / 'supernet.metrics.json'}"
         )
+
+
+@app.command()
+@_clean_errors
+def build(
+    config: Annotated[Path, typer.Argument(help="family.yaml")],
+    out: Annotated[
+        Path | None, typer.Option(help="release directory (overrides the config)")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="replace an existing release directory")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Search and write a nested model family (REG-NAS) plus the plain-NAS baseline."""
+    import json
+
+    from famc.pipeline import build as run_build
+
+    release = run_build(config, out=out, force=force, progress=progress and sys.stderr.isatty())
+    manifest = json.loads((release / "family.json").read_text())
+    for m in manifest["members"]:
+        lat = m["latency_ms"]["predicted"]
+        typer.echo(
+            f"{m['name']:>8}: top1 {m['top1']:.2f} %  {m['flops'] / 1e6:.2f} MFLOPs"
+            + (f"  {lat:.3f} ms predicted" if lat is not None else "")
+            + (f"  contains {m['contains']}" if m["contains"] else "")
+        )
+    s = manifest["summary"]
+    line = f"family: mean top1 {s['family']['mean_top1']:.2f} %, mean pairwise NFR {s['family']['mean_pairwise_nfr']:.2f} %"
+    if "baseline" in s:
+        line += (
+            f" | baseline: {s['baseline']['mean_top1']:.2f} %, NFR "
+            f"{s['baseline']['mean_pairwise_nfr']:.2f} %"
+        )
+    typer.echo(line)
+    typer.echo(f"→ {release / 'family.json'}")
+
+
+@app.command()
+@_clean_errors
+def validate(config: Annotated[Path, typer.Argument(help="family.yaml")]) -> None:
+    """Check a family config without searching: config, data, checkpoint fit, table coverage."""
+    from famc.pipeline import prepare
+
+    p = prepare(config)
+    typer.echo(
+        f"ok: {config} — space {p.space.name}, {len(p.plans)} member(s) "
+        f"({', '.join(pl.name for pl in p.plans)}), supernet {p.supernet_sha256[:12]}, "
+        f"data {p.data.name} ({len(p.search_split)} search / {len(p.calib)} calibration images)"
+    )

@@ -49,7 +49,8 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if path.suffix == ".safetensors":
         try:
             with safe_open(str(path), framework="pt") as f:
-                return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is no dict, dict(f.metadata() or {})
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+                return tensors, dict(f.metadata() or {})
         except Exception as exc:  # safetensors raises its own error types
             raise FamcError(
                 f"checkpoint {path} is not a readable safetensors file ({exc})"

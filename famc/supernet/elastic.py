@@ -8,11 +8,17 @@ names follow Once-for-All's state dicts after its own key normalisation (``.conv
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
+import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
 from torch import nn
 
 from famc.space.layers import mid_channels, se_mid
 from famc.space.presets import KernelTransform
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def act_fn(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -24,10 +30,17 @@ def act_fn(name: str, x: torch.Tensor) -> torch.Tensor:
 
 
 class ElasticBatchNorm(nn.BatchNorm2d):
-    """BatchNorm over the first ``C`` channels of its input (running stats updated in place)."""
+    """BatchNorm over the first ``C`` channels of its input (running stats updated in place).
+
+    Under ``torchrun`` (a process group of several ranks) training-mode statistics are reduced over
+    all ranks, so a step normalises with the *global* batch's statistics exactly as a single process
+    would: DDP training then differs from single-process training only by float rounding.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c = x.size(1)
+        if self.training and _world_size() > 1:
+            return self._synced(x)
         if c == self.num_features:
             return super().forward(x)
         training = self.training or not self.track_running_stats
@@ -44,6 +57,27 @@ class ElasticBatchNorm(nn.BatchNorm2d):
             self.momentum if self.momentum is not None else 0.0,
             self.eps,
         )
+
+    def _synced(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.size(1)
+        xd = x.double()  # E[x²] − E[x]² cancels badly in float32
+        local = torch.cat(
+            [xd.sum((0, 2, 3)), (xd * xd).sum((0, 2, 3)), xd.new_tensor([x.numel() / c])]
+        )
+        total = dist_nn.all_reduce(local)  # differentiable: gradients flow through the stats
+        n = total[-1]
+        mean64 = total[:c] / n
+        var = (total[c : 2 * c] / n - mean64 * mean64).float()
+        mean = mean64.float()
+        assert self.running_mean is not None and self.running_var is not None
+        with torch.no_grad():
+            m = self.momentum if self.momentum is not None else 0.1
+            self.running_mean[:c].mul_(1 - m).add_(mean.detach(), alpha=m)
+            self.running_var[:c].mul_(1 - m).add_(var.detach() * n / (n - 1), alpha=m)
+            self.num_batches_tracked.add_(1)
+        scale = self.weight[:c] * torch.rsqrt(var + self.eps)
+        shift = self.bias[:c] - mean * scale
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
 
     def active_state(self, c: int) -> dict[str, torch.Tensor]:
         assert self.running_mean is not None and self.running_var is not None

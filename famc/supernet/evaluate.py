@@ -62,8 +62,3 @@ class Evaluator:
         """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right."""
         logits = self.logits(self.model(arch), images, arch.resolution)
         return logits.argmax(1) == images.labels
-
-
-def top1(correct: torch.Tensor) -> float:
-    """Top-1 accuracy in percent from a correctness vector."""
-    return 100.0 * correct.float().mean().item()

@@ -9,7 +9,7 @@ from torch import nn
 from famc.space.arch import Arch
 from famc.space.layers import describe
 from famc.space.space import SearchSpace
-from famc.supernet.elastic import ElasticMBConv, _Stage
+from famc.supernet.elastic import ElasticBatchNorm, ElasticMBConv, _Stage
 from famc.supernet.static import StaticMBV3
 
 
@@ -28,7 +28,7 @@ class ElasticMBV3(nn.Module):
         self.first_conv.conv = nn.Conv2d(
             p.in_channels, p.stem_width, 3, p.stem_stride, 1, bias=False
         )
-        self.first_conv.bn = nn.BatchNorm2d(p.stem_width)
+        self.first_conv.bn = ElasticBatchNorm(p.stem_width)
         blocks = [
             ElasticMBConv(p.stem_width, p.first_block_width, (3,), (1,), 1, "relu", False, "crop")
         ]
@@ -44,7 +44,7 @@ class ElasticMBV3(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.final_expand_layer = _Stage()
         self.final_expand_layer.conv = nn.Conv2d(c, p.final_expand_width, 1, bias=False)
-        self.final_expand_layer.bn = nn.BatchNorm2d(p.final_expand_width)
+        self.final_expand_layer.bn = ElasticBatchNorm(p.final_expand_width)
         self.feature_mix_layer = _Stage()
         self.feature_mix_layer.conv = nn.Conv2d(p.final_expand_width, p.last_channel, 1, bias=False)
         self.classifier = _Stage()
@@ -84,15 +84,17 @@ class ElasticMBV3(nn.Module):
                 out.append((block, k, e))
         return out
 
-    def forward(self, x: torch.Tensor, dropout: float = 0.0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of the active sub-network; ``dropout_mask`` (already scaled by 1/(1-p)) multiplies
+        the classifier's input — the trainer draws it so that it is the same under DDP."""
         x = F.hardswish(self.first_conv.bn(self.first_conv.conv(x)))
         for block, k, e in self.slots(self.active):
             x = block(x, k, e)
         x = F.hardswish(self.final_expand_layer.bn(self.final_expand_layer.conv(x)))
         x = F.hardswish(self.feature_mix_layer.conv(x.mean((2, 3), keepdim=True)))
         x = torch.flatten(x, 1)
-        if dropout > 0 and self.training:
-            x = F.dropout(x, dropout, training=True)
+        if dropout_mask is not None:
+            x = x * dropout_mask
         return self.classifier.linear(x)
 
     # --- extraction ----------------------------------------------------------------------------

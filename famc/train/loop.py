@@ -33,6 +33,7 @@ from famc import __version__
 from famc.data import DataSplits, load_dataset, to_input
 from famc.errors import FamcError
 from famc.io import atomic_path, sha256_path, write_text
+from famc.metrics import top1
 from famc.space import Arch, SearchSpace, get_space
 from famc.supernet import (
     ElasticMBV3,
@@ -40,7 +41,7 @@ from famc.supernet import (
     load_checkpoint,
     save_checkpoint,
 )
-from famc.supernet.evaluate import Evaluator, top1
+from famc.supernet.evaluate import Evaluator
 from famc.train.config import TrainConfig
 from famc.train.sampler import SAMPLERS
 
@@ -65,6 +66,7 @@ class SandwichStep(nn.Module):
         mean: Sequence[float],
         std: Sequence[float],
         label_smoothing: float,
+        dropout_mask: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         inputs: dict[int, torch.Tensor] = {}
         losses = []
@@ -74,7 +76,7 @@ class SandwichStep(nn.Module):
                 inputs[arch.resolution] = to_input(images, arch.resolution, mean, std)
             self.net.set_active(arch)
             if i == 0:  # the largest: ground truth, dropout
-                logits = self.net(inputs[arch.resolution], dropout=self.net.space.preset.dropout)
+                logits = self.net(inputs[arch.resolution], dropout_mask)
                 losses.append(F.cross_entropy(logits, labels, label_smoothing=label_smoothing))
                 teacher = F.softmax(logits.detach(), dim=1)
             else:  # in-place distillation from the largest
@@ -83,6 +85,14 @@ class SandwichStep(nn.Module):
                 losses.append(-(teacher * F.log_softmax(logits, dim=1)).sum(1).mean())
         parts = torch.stack(losses)
         return parts.sum(), parts.detach()
+
+
+def dropout_mask(batch: int, features: int, p: float, gen: torch.Generator) -> torch.Tensor | None:
+    """Inverted-dropout mask for the whole global batch: every rank draws the same one and takes
+    its rows, so DDP drops exactly the activations a single process would."""
+    if p <= 0:
+        return None
+    return (torch.rand(batch, features, generator=gen) >= p).float() / (1 - p)
 
 
 def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
@@ -176,6 +186,7 @@ def train(
             f"but space {space.name} expects {space.preset.in_channels} and "
             f"{space.preset.num_classes}: pick a matching preset"
         )
+    torch.manual_seed(cfg.seed)  # the initial weights are part of the run's identity
     net = build_supernet(space)
     if state is not None:
         load_checkpoint(net, out / WEIGHTS)
@@ -213,7 +224,7 @@ def train(
             net.train()
             rng = random.Random(f"{cfg.seed}:{epoch}")
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            torch.manual_seed(cfg.seed * 100_003 + epoch * 7 + ctx.rank)  # dropout masks
+            drop = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 7)
             t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros(2 + cfg.num_random)
             batches = data.train.batches(cfg.batch_size, shuffle=True, generator=gen,
                                          drop_last=True)  # fmt: skip
@@ -228,8 +239,17 @@ def train(
                     *sampler.sample(space, rng, epoch, cfg.num_random),
                     space.smallest(),
                 ]
-                x, y = x[ctx.rank :: ctx.world], y[ctx.rank :: ctx.world]
-                loss, parts = step_module(x, y, archs, data.mean, data.std, cfg.label_smoothing)
+                mask = dropout_mask(len(y), space.preset.last_channel, space.preset.dropout, drop)
+                shard = slice(ctx.rank, None, ctx.world)
+                loss, parts = step_module(
+                    x[shard],
+                    y[shard],
+                    archs,
+                    data.mean,
+                    data.std,
+                    cfg.label_smoothing,
+                    None if mask is None else mask[shard],
+                )
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -248,10 +268,10 @@ def train(
                 "images_per_s": round(seen / (time.perf_counter() - t0), 1),
                 "seconds": round(time.perf_counter() - t0, 2),
             }
-            if ctx.main:
-                _checkpoint(out, net, opt, epoch + 1, cfg)
+            if ctx.main:  # log first: a resume trims log lines past its checkpoint
                 with open(out / LOG, "a") as f:
                     f.write(json.dumps(record) + "\n")
+                _checkpoint(out, net, opt, epoch + 1, cfg)
             ctx.barrier()
     if not ctx.main:
         return None
