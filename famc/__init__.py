@@ -1,3 +1,21 @@
 """famc: compile a nested family of deployable models from one weight-sharing supernet."""
 
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from famc.supernet.static import StaticMBV3
+
+
+def load_member(directory: str | Path) -> StaticMBV3:
+    """A family member directory (``arch.json`` + ``model.safetensors``) as a ready ``nn.Module``.
+
+    Imported lazily so ``import famc`` stays cheap for tools that only read versions.
+    """
+    from famc.family import load_member as _load
+
+    return _load(directory)

@@ -84,14 +84,22 @@ def build(
         Path | None, typer.Option(help="release directory (overrides the config)")
     ] = None,
     force: Annotated[bool, typer.Option(help="replace an existing release directory")] = False,
+    gates: Annotated[bool, typer.Option(help="check the config's release gates (exit 3)")] = True,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
-    """Search and write a nested model family (REG-NAS) plus the plain-NAS baseline."""
+    """Search, export and report a nested model family (REG-NAS) plus the plain-NAS baseline."""
     import json
 
+    from famc.pipeline import GateFailure
     from famc.pipeline import build as run_build
 
-    release = run_build(config, out=out, force=force, progress=progress and sys.stderr.isatty())
+    failure: GateFailure | None = None
+    try:
+        release = run_build(config, out=out, force=force, gates=gates,
+                            progress=progress and sys.stderr.isatty(),
+                            log=lambda line: err.print(line, highlight=False))  # fmt: skip
+    except GateFailure as exc:  # the release exists: summarise it, then fail with the gates
+        release, failure = exc.release, exc
     manifest = json.loads((release / "family.json").read_text())
     for m in manifest["members"]:
         lat = m["latency_ms"]["predicted"]
@@ -108,7 +116,72 @@ def build(
             f"{s['baseline']['mean_pairwise_nfr']:.2f} %"
         )
     typer.echo(line)
-    typer.echo(f"→ {release / 'family.json'}")
+    typer.echo(f"→ {release / 'family.json'}, {release / 'report.html'}")
+    if failure is not None:
+        raise failure
+
+
+@app.command()
+@_clean_errors
+def verify(release: Annotated[Path, typer.Argument(help="release or member directory")]) -> None:
+    """Re-run every artifact this host can run against its golden outputs."""
+    from famc.export import verify_dir
+
+    members = (
+        sorted(d for d in (release / "members").iterdir())
+        if (release / "members").is_dir()
+        else [release]
+    )
+    failed = 0
+    for member in members:
+        for r in verify_dir(member):
+            p = r.parity or {}
+            figures = (
+                f"agreement {p.get('top1_agreement', 0):.4f} max_abs {p.get('max_abs', 0):.2e}"
+                if p
+                else r.detail
+            )
+            typer.echo(f"{member.name:>10} {r.format:<9} {r.status:<14} {figures}")
+            failed += r.status in ("parity_failed", "error")
+    if failed:
+        raise FamcError(f"{failed} artifact(s) failed verification", exit_code=3)
+
+
+@app.command()
+@_clean_errors
+def export(
+    member: Annotated[Path, typer.Argument(help="member directory (holds arch.json)")],
+    fmt: Annotated[list[str], typer.Option("--format", help="onnx, coreml or tensorrt")],
+    precision: Annotated[str, typer.Option(help="CoreML compute precision: fp32 or fp16")] = "fp32",
+) -> None:
+    """Export one family member, with parity checked on the test split of its dataset."""
+    from famc.pipeline import export_one
+
+    for rec in export_one(member, fmt, precision).values():
+        typer.echo(f"{rec.format:<9} {rec.status:<14} {rec.path or '-'}  {rec.detail}")
+
+
+@app.command()
+@_clean_errors
+def profile(
+    space: Annotated[str, typer.Option(help="search-space preset, e.g. fashion-mbv3")],
+    runtime: Annotated[str, typer.Option(help="ort-cpu, torch-cpu, torch-cuda or tensorrt")],
+    out: Annotated[Path, typer.Option(help="latency table to create or complete (YAML)")],
+    threads: Annotated[int, typer.Option(help="intra-op threads of the runtime")] = 1,
+    batch: Annotated[int, typer.Option(help="batch size of the timed graphs")] = 1,
+    warmup: Annotated[int, typer.Option(help="untimed calls per graph")] = 10,
+    repeats: Annotated[int, typer.Option(help="timed calls per graph")] = 100,
+    validate: Annotated[int, typer.Option(help="time N whole sub-networks to fit and score")] = 0,
+    seed: Annotated[int, typer.Option(help="seed of graph weights and sampled sub-networks")] = 0,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Measure a latency lookup table for every layer a space can produce (resumable)."""
+    from famc.latency.profile import run_profile
+
+    report = run_profile(space, runtime, threads, out, batch=batch, warmup=warmup, repeats=repeats,
+                         validate=validate, seed=seed,
+                         progress=progress and sys.stderr.isatty())  # fmt: skip
+    typer.echo(report.summary())
 
 
 @app.command()

@@ -106,6 +106,16 @@ class SearchConfig(Strict):
     seed: int = 0
 
 
+class GatesConfig(Strict):
+    """Release criteria; ``famc build`` exits 3 when one fails (``--no-gates`` skips them)."""
+
+    max_pairwise_nfr: float | None = Field(None, ge=0)  # %, every smaller→larger pair (test)
+    min_top1: float | dict[str, float] | None = None  # %, every member or per member name
+    min_export_agreement: float | None = Field(None, ge=0, le=1)  # Top-1 agreement per artifact
+    latency_within_budget: bool = False  # measured latency ≤ budget × (1 + tolerance)
+    latency_tolerance_pct: float = Field(10.0, ge=0)
+
+
 class FamilyConfig(Strict):
     space: str
     supernet: str  # checkpoint (.safetensors or OFA .pth)
@@ -113,6 +123,7 @@ class FamilyConfig(Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     search: SearchConfig = SearchConfig()
     members: list[MemberConfig] = Field(min_length=1)
+    gates: GatesConfig = GatesConfig()
     out: str = "runs/family"
 
     @field_validator("space")

@@ -27,7 +27,7 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
-class Preprocessing(_Model):
+class FamilyPreprocessing(_Model):
     """Everything a consumer needs to feed a member: resize the image to the member's resolution
     (bilinear), scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel, NCHW."""
 
@@ -79,7 +79,7 @@ class FamilyManifest(_Model):
     famc_version: str
     created: str
     space: str
-    preprocessing: Preprocessing
+    preprocessing: FamilyPreprocessing
     members: list[MemberRecord]
     pairwise: list[PairRecord] = Field(description="test-split flips of every smaller→larger pair")
     baseline: FamilyBlock | None = Field(
@@ -95,23 +95,29 @@ def schema() -> dict[str, Any]:
 
 
 def write_member(directory: Path, space: str, arch: dict[str, Any], model: torch.nn.Module,
-                 preprocessing: dict[str, Any]) -> None:  # fmt: skip
-    """Write ``arch.json`` and ``model.safetensors`` (atomically each)."""
+                 preprocessing: dict[str, Any], data: dict[str, Any]) -> None:  # fmt: skip
+    """Write ``arch.json`` (with the dataset it was evaluated on, so ``famc export`` can re-check
+    parity) and ``model.safetensors``, atomically each."""
     directory.mkdir(parents=True, exist_ok=True)
-    info = {"space": space, "arch": arch, "preprocessing": preprocessing}
+    info = {"space": space, "arch": arch, "preprocessing": preprocessing, "data": data}
     write_text(directory / "arch.json", json.dumps(info, indent=2) + "\n")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(directory / "model.safetensors") as tmp:
         save_file(state, str(tmp), metadata={"space": space, "arch": json.dumps(arch)})
 
 
+def member_info(directory: str | Path) -> dict[str, Any]:
+    """The parsed ``arch.json`` of a member directory."""
+    info_path = Path(directory) / "arch.json"
+    if not info_path.is_file():
+        raise FamcError(f"{directory} is not a famc member directory (no arch.json)")
+    return json.loads(info_path.read_text())
+
+
 def load_member(directory: str | Path) -> StaticMBV3:
     """A family member as a ready ``nn.Module`` in eval mode."""
     directory = Path(directory)
-    info_path = directory / "arch.json"
-    if not info_path.is_file():
-        raise FamcError(f"{directory} is not a famc member directory (no arch.json)")
-    info = json.loads(info_path.read_text())
+    info = member_info(directory)
     space = get_space(info["space"])
     arch = space.arch_from_dict(info["arch"])
     with torch.device("meta"):
@@ -122,3 +128,7 @@ def load_member(directory: str | Path) -> StaticMBV3:
     except (OSError, RuntimeError) as exc:
         raise FamcError(f"{directory}/model.safetensors does not fit arch.json ({exc})") from None
     return model.eval()
+
+
+if __name__ == "__main__":  # python -m famc.family > schemas/family.schema.json
+    print(json.dumps(schema(), indent=2))

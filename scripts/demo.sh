@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
-.venv/bin/famc train examples/fashion/train.yaml --out runs/demo-train --force "$@"
+.venv/bin/famc build examples/fashion/family.yaml --force "$@"

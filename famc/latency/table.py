@@ -1,0 +1,253 @@
+"""Latency lookup tables: per-layer measured latency, keyed by ``LayerSpec.signature()``.
+
+A sub-network's latency is predicted as the sum of its layers' entries plus one per-table
+``overhead_ms`` fitted against whole networks (nn-Meter / OFA style), so a search can score
+thousands of candidates without running any of them. Tables are YAML with sorted keys and one
+entry per line so a re-measurement diffs cleanly; the format is documented in
+``latency_tables/README.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
+
+from famc.errors import FamcError
+from famc.latency.signatures import all_signatures
+from famc.space import Arch, SearchSpace, describe
+
+Runtime = Literal["ort-cpu", "torch-cpu", "torch-cuda", "tensorrt"]
+RUNTIMES: tuple[Runtime, ...] = ("ort-cpu", "torch-cpu", "torch-cuda", "tensorrt")
+Precision = Literal["fp32", "fp16", "int8"]
+SHOWN_MISSING = 3  # signatures are long; an error line names a few and counts the rest
+
+_NonNegMs = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+_Signature = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(stem|mbconv|final_expand|feature_mix|classifier):in\d+x\d+x\d+:out\d+x\d+x\d+"
+        r":mid\d+:k\d+:s\d+:skip[01]:se[01]:[a-z_]+:exp[01]$"
+    ),
+]
+
+
+class _Strict(BaseModel):
+    # strict: a hand-edited "0.5" string or a misspelt key is an error, not silently coerced.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Device(_Strict):
+    """Where the table was measured; latency from another machine is a different table."""
+
+    cpu: str
+    platform: str
+    cores: int = Field(ge=1)
+    gpu: str | None = None
+
+
+class Validation(_Strict):
+    """How well ``sum(entries) + overhead_ms`` matched ``n`` whole random sub-networks."""
+
+    overhead_ms: float = Field(allow_inf_nan=False)
+    mape: float = Field(ge=0, allow_inf_nan=False)
+    within_10pct: float = Field(ge=0, le=1)
+    spearman: float = Field(ge=-1, le=1)
+    n: int = Field(ge=2)
+    seed: int
+
+
+class Metadata(_Strict):
+    """What was measured and how; a table is only valid for exactly this setting."""
+
+    format: Literal[1] = 1  # bumped when the layout changes incompatibly
+    space: str
+    resolutions: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
+    runtime: Runtime
+    runtime_version: str
+    threads: int = Field(ge=1)
+    batch: int = Field(ge=1)
+    precision: Precision
+    device: Device
+    famc_version: str
+    date: dt.date
+    warmup: int = Field(ge=0)
+    repeats: int = Field(ge=1)
+    call_overhead_ms: _NonNegMs  # per-call cost of an empty graph, subtracted from every entry
+    validation: Validation | None = None
+
+
+class Entry(_Strict):
+    """One layer: robust mean over ``n`` kept samples (net of the per-call overhead)."""
+
+    mean_ms: _NonNegMs
+    std_ms: _NonNegMs
+    n: int = Field(ge=1)
+
+
+def profile_command(space: str, runtime: str, threads: int, out: str | Path, batch: int = 1) -> str:
+    """The ``famc profile`` line that creates or completes a table."""
+    cmd = (
+        f"famc profile --space {shlex.quote(space)} --runtime {runtime} --threads {threads} "
+        f"--out {shlex.quote(str(out))}"
+    )
+    return cmd + (f" --batch {batch}" if batch != 1 else "")
+
+
+def default_table_path(space: str, runtime: str, threads: int) -> str:
+    """Where famc's shipped tables live, named so the setting is visible in a directory listing."""
+    return f"latency_tables/{space}_{runtime}_t{threads}.yaml"
+
+
+class LatencyTable(_Strict):
+    """Metadata plus ``signature -> Entry``; load/save keep the file the single source of truth."""
+
+    metadata: Metadata
+    entries: dict[_Signature, Entry] = {}
+    _source: str | None = PrivateAttr(default=None)
+
+    # --- I/O -----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> LatencyTable:
+        """Read and validate ``path``; any defect is one ``FamcError`` line naming the field."""
+        path = Path(path)
+        if not path.is_file():
+            raise FamcError(f"{path}: no such latency table; create it with `famc profile`")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise FamcError(f"{path}: not valid YAML{where}; re-measure or fix it") from None
+        if not isinstance(data, dict):
+            raise FamcError(f"{path}: a latency table is a mapping with metadata and entries")
+        try:
+            table = cls.model_validate(data)
+        except ValidationError as exc:
+            raise FamcError(
+                f"{path}: invalid latency table: {first_error(exc)}; fix the field or re-measure "
+                "with `famc profile`"
+            ) from None
+        table._source = str(path)
+        return table
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (temp file + ``os.replace``): a kill never leaves a torn table."""
+        path = Path(path)
+        meta: dict[str, Any] = self.model_dump(mode="json", include={"metadata"})
+        meta["metadata"]["date"] = self.metadata.date  # a YAML date, not a quoted string
+        entries = {"entries": {s: _Flow(e.model_dump()) for s, e in self.entries.items()}}
+        # metadata first for the reader; every mapping below the top level is key-sorted.
+        text = "# famc latency table, format documented in latency_tables/README.md\n" + "".join(
+            yaml.dump(part, Dumper=_Dumper, sort_keys=True, width=1000, allow_unicode=True)
+            for part in (meta, entries)
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._source = str(path)
+        return path
+
+    # --- lookups -------------------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        return self._source or "<unsaved table>"
+
+    @property
+    def overhead_ms(self) -> float:
+        """Whole-network overhead fitted by validation; 0 until the table is validated."""
+        v = self.metadata.validation
+        return v.overhead_ms if v is not None else 0.0
+
+    def command(self) -> str:
+        m = self.metadata
+        return profile_command(m.space, m.runtime, m.threads, self.source, m.batch)
+
+    def missing(self, signatures: list[str]) -> list[str]:
+        return [s for s in signatures if s not in self.entries]
+
+    def _check_space(self, space: SearchSpace) -> None:
+        m = self.metadata
+        if space.name != m.space:
+            out = default_table_path(space.name, m.runtime, m.threads)
+            raise FamcError(
+                f"{self.source}: latency table measured for space {m.space!r}, not "
+                f"{space.name!r}; use a table for {space.name} "
+                f"(`{profile_command(space.name, m.runtime, m.threads, out, m.batch)}`)"
+            )
+
+    def _raise_missing(self, missing: list[str], what: str) -> None:
+        shown = ", ".join(missing[:SHOWN_MISSING])
+        more = f" (+{len(missing) - SHOWN_MISSING} more)" if len(missing) > SHOWN_MISSING else ""
+        raise FamcError(
+            f"{self.source}: {len(missing)} layer(s) of {what} not in the latency table: "
+            f"{shown}{more}; fill them with `{self.command()}`"
+        )
+
+    def layer_sum(self, arch: Arch, space: SearchSpace) -> float:
+        """Sum of the entries of ``arch``'s layers in ms (no overhead): what validation fits."""
+        self._check_space(space)
+        space.validate(arch)
+        if arch.resolution not in self.metadata.resolutions:
+            raise FamcError(
+                f"{self.source}: resolution {arch.resolution} not in the table's resolutions "
+                f"{self.metadata.resolutions}; re-profile with `{self.command()}`"
+            )
+        sigs = [layer.signature() for layer in describe(space, arch)]
+        missing = self.missing(list(dict.fromkeys(sigs)))
+        if missing:
+            self._raise_missing(missing, f"arch {arch}")
+        return sum(self.entries[s].mean_ms for s in sigs)
+
+    def predict(self, arch: Arch, space: SearchSpace) -> float:
+        """Predicted latency of ``arch`` in ms: its layers' entries plus ``overhead_ms``."""
+        return self.layer_sum(arch, space) + self.overhead_ms
+
+    def check_covers(self, space: SearchSpace) -> None:
+        """Raise unless every layer any architecture of ``space`` can contain has an entry."""
+        self._check_space(space)
+        absent = sorted(set(space.preset.resolutions) - set(self.metadata.resolutions))
+        if absent:
+            raise FamcError(
+                f"{self.source}: resolutions {absent} of {space.name} not in the table's "
+                f"{self.metadata.resolutions}; re-profile with `{self.command()}`"
+            )
+        missing = self.missing(list(all_signatures(space)))
+        if missing:
+            self._raise_missing(missing, f"space {space.name}")
+
+
+def first_error(exc: ValidationError) -> str:
+    """The first pydantic error as ``loc: message (got value)``, plus how many others exist."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+    got = err.get("input")
+    shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+    more = f" (+{len(errors) - 1} more errors)" if len(errors) > 1 else ""
+    return f"{loc}: {err['msg']}{shown}{more}"
+
+
+class _Flow(dict[str, Any]):
+    """A mapping written on one line (``{mean_ms: .., n: .., std_ms: ..}``): one entry, one line."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(
+    _Flow, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True)
+)

@@ -1,0 +1,152 @@
+"""The report's tables and notes as plain strings, shared by the HTML and Markdown renderers.
+
+Building every table once keeps ``report.html`` and ``report.md`` from disagreeing on a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from famc.family import FamilyManifest, MemberRecord, PairRecord
+from famc.report.data import artifacts, budget_text, gates, measured_ms
+
+DASH = "–"
+#: Export status → (symbol, words); the symbols are what CI logs and PR comments are scanned for.
+STATUS = {
+    "passed": ("✅", "passed"),
+    "parity_failed": ("❎", "exported but parity failed"),
+    "export_failed": ("❌", "export failed"),
+    "deferred": ("⏸", "deferred"),
+    "skipped": ("⏭", "skipped"),
+}
+NO_BASELINE = "No baseline family in this release (the search ran without `baseline: r0`)."
+NO_MEASURED = "No latency was measured for this release (no `members[].latency_ms.measured`)."
+NO_GATES = "No gates were evaluated for this release (family.json has no `gates`)."
+NOT_EXPORTED = "not exported"
+
+
+@dataclass(frozen=True)
+class Table:
+    headers: list[str]
+    rows: list[list[str]]
+
+
+def num(value: float | None, fmt: str) -> str:
+    return DASH if value is None else format(value, fmt)
+
+
+def status_text(status: str) -> str:
+    symbol, words = STATUS.get(status, ("?", status))
+    return f"{symbol} {words}"
+
+
+def inputs_table(manifest: FamilyManifest) -> Table:
+    """One row per input; nested maps (tables, targets) flatten to ``key: subkey``."""
+    rows = []
+    for key, value in manifest.inputs.items():
+        if isinstance(value, dict):
+            rows += [[f"{key}: {k}", str(v)] for k, v in value.items()]
+        else:
+            rows.append([key, str(value)])
+    return Table(["input", "value"], rows)
+
+
+def members_table(members: Sequence[MemberRecord]) -> Table:
+    """The measured column appears only when a measurement exists, so it never reads all dashes."""
+    with_measured = any(measured_ms(m) is not None for m in members)
+    headers = ["member", "target", "resolution", "Top-1 test (%)", "search Top-1 (%)"]
+    headers += ["FLOPs (M)", "params (M)", "predicted latency (ms)", "budget"]
+    headers += ["measured latency (ms)"] * with_measured + ["contains"]
+    rows = []
+    for m in members:
+        row = [m.name, m.target, str(m.arch.get("resolution", DASH)), f"{m.top1:.2f}"]
+        row += [f"{m.search_top1:.2f}", f"{m.flops / 1e6:.1f}", f"{m.params / 1e6:.2f}"]
+        row += [num(m.latency_ms.predicted, ".3f"), budget_text(m) or DASH]
+        row += [num(measured_ms(m), ".3f")] * with_measured + [m.contains or DASH]
+        rows.append(row)
+    return Table(headers, rows)
+
+
+def nfr_matrix(members: Sequence[MemberRecord], pairs: Sequence[PairRecord]) -> Table:
+    """Rows are the smaller (reference) member, columns the larger (target); cells are NFR %."""
+    nfr = {(p.ref, p.target): p.nfr for p in pairs}
+    names = [m.name for m in members]
+    rows = [
+        [r] + [f"{nfr[r, t]:.2f}" if (r, t) in nfr else "" for t in names[1:]] for r in names[:-1]
+    ]
+    return Table(["ref \\ target", *names[1:]], rows)
+
+
+def summary_table(manifest: FamilyManifest) -> Table:
+    s = manifest.summary
+    sides = [("REG-NAS", s.get("family") or {})]
+    if manifest.baseline is not None:
+        sides.append(("baseline", s.get("baseline") or {}))
+    rows = [
+        [f"mean Top-1, {label} (%)", num(side.get("mean_top1"), ".2f")] for label, side in sides
+    ]
+    rows += [
+        [f"mean pairwise NFR, {label} (%)", num(side.get("mean_pairwise_nfr"), ".3f")]
+        for label, side in sides
+    ]
+    if manifest.baseline is not None:
+        rows.append(["NFR reduction vs baseline (%)", num(s.get("nfr_reduction_pct"), ".2f")])
+        rows.append(["Top-1 cost vs baseline (pp)", num(s.get("top1_cost"), ".3f")])
+    return Table(["metric", "value"], rows)
+
+
+def latency_table(members: Sequence[MemberRecord]) -> Table | None:
+    """Prediction error per measured member; None when nothing was measured."""
+    rows = []
+    for m in members:
+        measured, predicted = measured_ms(m), m.latency_ms.predicted
+        if measured is None:
+            continue
+        error = None if predicted is None else 100 * (predicted - measured) / measured
+        rows.append([m.name, num(predicted, ".3f"), f"{measured:.3f}", num(error, "+.1f")])
+    return Table(["member", "predicted (ms)", "measured (ms)", "error (%)"], rows) if rows else None
+
+
+def export_table(members: Sequence[MemberRecord]) -> Table:
+    """One row per (member, format); a member without export records gets one 'not exported' row."""
+    headers = ["member", "format", "status", "top1 agreement", "max abs", "min atol"]
+    headers += ["sha256", "seconds", "detail"]
+    rows = []
+    for m in members:
+        records = artifacts(m)
+        if not records:
+            rows.append([m.name, DASH, NOT_EXPORTED] + [""] * 6)
+            continue
+        for rec in records:
+            parity: dict[str, Any] = rec.get("parity") or {}
+            rows.append(
+                [
+                    m.name,
+                    str(rec.get("format", DASH)),
+                    status_text(str(rec.get("status"))),
+                    num(parity.get("top1_agreement"), ".4f"),
+                    num(parity.get("max_abs"), ".3g"),
+                    num(parity.get("min_atol"), ".3g"),
+                    (rec.get("sha256") or DASH)[:12],
+                    num(rec.get("seconds"), ".1f"),
+                    str(rec.get("detail", "")),
+                ]
+            )
+    return Table(headers, rows)
+
+
+def gates_table(manifest: FamilyManifest) -> Table | None:
+    found = gates(manifest)
+    if found is None:
+        return None
+    rows = [
+        [
+            str(g.get("name", DASH)),
+            "✅ passed" if g.get("passed") else "❌ failed",
+            str(g.get("detail", "")),
+        ]
+        for g in found
+    ]
+    return Table(["gate", "result", "detail"], rows)

@@ -1,0 +1,291 @@
+"""famc.report: both reports render every section from a synthetic release, stay self-contained,
+and say so (instead of crashing) when optional blocks are missing."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from famc.errors import FamcError
+from famc.family import FamilyBlock, FamilyManifest, LatencyMs, MemberRecord, PairRecord
+from famc.report import write_report
+from famc.report.tables import NO_BASELINE, NO_GATES, NO_MEASURED, NOT_EXPORTED, STATUS
+
+NAMES = ("tiny", "mid", "big")
+TOP1 = {"tiny": 81.234, "mid": 85.5, "big": 88.875}
+BASE_TOP1 = {"tiny": 81.9, "mid": 86.1, "big": 89.2}
+NFR = {("tiny", "mid"): 1.2345, ("tiny", "big"): 0.875, ("mid", "big"): 2.5}
+BASE_NFR = {("tiny", "mid"): 3.1, ("tiny", "big"): 2.25, ("mid", "big"): 4.0}
+#: member → format → status; "big" has no export records at all.
+STATUSES = {
+    "tiny": {"onnx": "passed", "coreml": "skipped", "tensorrt": "deferred"},
+    "mid": {"onnx": "parity_failed", "tensorrt": "export_failed"},
+}
+
+
+def _arch(i: int, variant: int = 0) -> dict[str, Any]:
+    return {"resolution": 24 + 4 * i, "d": [2 + i, 2], "ks": [[3, 5 + 2 * variant]], "e": [[3, 4]]}
+
+
+def _parity(ok: bool) -> dict[str, float | int | None]:
+    return {
+        "n": 64,
+        "top1_agreement": 1.0 if ok else 0.984375,
+        "max_abs": 3.1e-6 if ok else 0.02,
+        "mean_abs": 1e-6,
+        "min_atol": 3.1e-6 if ok else 0.02,
+    }
+
+
+def _artifact(fmt: str, status: str) -> dict[str, Any]:
+    exported = status != "export_failed"
+    return {
+        "format": fmt,
+        "path": f"model.{fmt}" if exported else None,
+        "sha256": "ab" * 32 if exported else None,
+        "status": status,
+        "parity": _parity(status == "passed") if status in ("passed", "parity_failed") else None,
+        "seconds": 1.25,
+        "detail": f"<b>{status}</b> detail",
+    }
+
+
+def _member(i: int, name: str, top1: float, extras: bool, variant: int = 0) -> MemberRecord:
+    latency = {"predicted": 1.0 + i, "budget": 1.5 + i}
+    if extras:
+        latency["measured"] = 1.1 + 1.05 * i
+    more: dict[str, Any] = {"budget": {"latency_ms": 1.5 + i}}
+    if extras and name in STATUSES:
+        more["artifacts"] = {f: _artifact(f, s) for f, s in STATUSES[name].items()}
+    return MemberRecord(
+        name=name,
+        target="cpu",
+        arch=_arch(i, variant),
+        contains=NAMES[i - 1] if i else None,
+        top1=top1,
+        search_top1=top1 + 0.5,
+        latency_ms=LatencyMs(**latency),
+        flops=(i + 1) * 12_345_678,
+        params=(i + 1) * 234_567,
+        path=f"members/{name}",
+        **more,
+    )
+
+
+def _pairs(nfr: dict[tuple[str, str], float]) -> list[PairRecord]:
+    return [
+        PairRecord(ref=r, target=t, nfr=v, pfr=1.0, rel_nfr=0.3, nfi=0.1)
+        for (r, t), v in nfr.items()
+    ]
+
+
+def _release(root: Path, extras: bool = True) -> FamilyManifest:
+    """A 3-member release; ``extras`` adds baseline, artifacts, measured latency and gates."""
+    members = [_member(i, n, TOP1[n], extras) for i, n in enumerate(NAMES)]
+    baseline = None
+    summary: dict[str, Any] = {"family": {"mean_top1": 85.203, "mean_pairwise_nfr": 1.5366}}
+    more: dict[str, Any] = {}
+    if extras:
+        b_members = [_member(i, n, BASE_TOP1[n], False, 1) for i, n in enumerate(NAMES)]
+        baseline = FamilyBlock(members=b_members, pairwise=_pairs(BASE_NFR))
+        summary |= {
+            "baseline": {"mean_top1": 85.733, "mean_pairwise_nfr": 3.1167},
+            "nfr_reduction_pct": 50.7,
+            "top1_cost": 0.53,
+        }
+        more["gates"] = [
+            {"name": "parity", "passed": False, "detail": "mid onnx"},
+            {"name": "nfr_reduction", "passed": True, "detail": "50.7 % ≥ 20 %"},
+        ]
+    manifest = FamilyManifest.model_validate(
+        {
+            "famc_version": "0.1.0",
+            "created": "2025-01-02T03:04:05+00:00",
+            "space": "mbv3-tiny",
+            "preprocessing": {
+                "channels": 1,
+                "mean": [0.5],
+                "std": [0.25],
+                "resolution": {n: 24 for n in NAMES},
+                "class_names": ["a", "b"],
+            },
+            "members": members,
+            "pairwise": _pairs(NFR),
+            "baseline": baseline,
+            "summary": summary,
+            "search": {"population": 8},
+            "inputs": {
+                "config": "family.yaml",
+                "config_sha256": "c0" * 32,
+                "tables": {"tables/cpu.json": "7a" * 32},
+            },
+            **more,
+        }
+    )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "family.json").write_text(manifest.model_dump_json(indent=2))
+    families = ("reg-nas", "baseline") if extras else ("reg-nas",)
+    lines = []
+    for fam in families:
+        for i, name in enumerate(NAMES):
+            for k in range(5):  # k == 0 is the architecture the member ended up with
+                arch = _arch(i, fam == "baseline") if k == 0 else {**_arch(i), "d": [k, 9]}
+                lines.append(
+                    {
+                        "family": fam,
+                        "member": name,
+                        "arch": arch,
+                        "cost": 0.5 + i + k / 10,
+                        "top1": 70.0 + k + i,
+                        "nfr": None,
+                        "reward": 70.0,
+                        "generation": k,
+                    }
+                )
+    (root / "trace.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return manifest
+
+
+def _section(text: str, heading: str) -> str:
+    """The text from ``heading`` up to the next heading of the same level."""
+    start = text.index(heading) + len(heading)
+    nxt = re.search(r"<h2>" if heading.startswith("<h2>") else r"\n## ", text[start:])
+    return text[start : start + nxt.start()] if nxt else text[start:]
+
+
+def _html_rows(html: str, heading: str) -> list[list[str]]:
+    body = _section(html, heading).split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+
+
+def _md_rows(md: str, heading: str) -> list[list[str]]:
+    """Body rows of the first table under ``heading`` (header and separator dropped)."""
+    blocks = (b.strip() for b in _section(md, heading).split("\n\n"))
+    rows = next(b for b in blocks if b.startswith("|")).splitlines()
+    return [[c.strip() for c in row.strip("|").split("|")] for row in rows[2:]]
+
+
+def _heatmap_cells(svg: str) -> dict[tuple[str, str], str]:
+    cells = re.findall(
+        r'<g class="cell" data-ref="(.*?)" data-target="(.*?)">.*?'
+        r"<text[^>]*>(.*?)</text></g>",
+        svg,
+    )
+    return {(r, t): v for r, t, v in cells}
+
+
+@pytest.fixture
+def full(tmp_path: Path) -> tuple[FamilyManifest, str, str]:
+    manifest = _release(tmp_path / "rel")
+    html_path, md_path = write_report(tmp_path / "rel")
+    assert (html_path, md_path) == (tmp_path / "rel/report.html", tmp_path / "rel/report.md")
+    return manifest, html_path.read_text(), md_path.read_text()
+
+
+def test_html_is_self_contained_with_one_svg_per_chart(full) -> None:
+    _, html, _ = full
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:[a-z]+:)?//""", html, re.I)
+    assert not re.search(r"<script|<link|<img|<iframe|@import|url\(", html, re.I)
+    # 2 heatmaps (REG-NAS, baseline) + overview + one search scatter per member + latency
+    assert html.count("<svg") == 2 + 1 + len(NAMES) + 1
+    assert html.count('<svg class="heatmap"') == 2
+    assert "y = x" in _section(html, "<h2>Latency: predicted vs measured</h2>")
+    header = html.split("<h2>Members</h2>")[0]
+    for text in ("mbv3-tiny", "famc 0.1.0", "2025-01-02T03:04:05+00:00", "c0" * 32, "7a" * 32):
+        assert text in header
+
+
+def test_heatmap_cells_equal_pairwise_nfr(full) -> None:
+    _, html, md = full
+    svgs = html.split('<svg class="heatmap"')[1:]
+    for svg, nfr in zip(svgs, (NFR, BASE_NFR), strict=True):
+        cells = _heatmap_cells(svg.split("</svg>")[0])
+        # one cell per smaller→larger pair, written with the value the matrix table shows
+        assert cells == {pair: f"{value:.2f}" for pair, value in nfr.items()}
+    for heading, nfr in (("### REG-NAS", NFR), ("### Baseline\n", BASE_NFR)):
+        rows = {r[0]: r[1:] for r in _md_rows(md, heading)}
+        assert rows == {
+            ref: [f"{nfr[ref, t]:.2f}" if (ref, t) in nfr else "" for t in NAMES[1:]]
+            for ref in NAMES[:-1]
+        }
+
+
+def test_members_and_summary_in_both_reports(full) -> None:
+    manifest, html, md = full
+    md_rows = _md_rows(md, "## Members")
+    assert [r[0] for r in md_rows] == list(NAMES)
+    assert [r[0] for r in _html_rows(html, "<h2>Members</h2>")] == list(NAMES)
+    for m in manifest.members:
+        for text in (m.name, f"{m.top1:.2f}", f"{m.search_top1:.2f}", f"{m.flops / 1e6:.1f}"):
+            assert text in html and text in md
+    measured = {r[0]: r[9] for r in md_rows}  # column after budget, present because measured
+    assert measured == {m.name: f"{m.latency_ms.measured:.3f}" for m in manifest.members}
+    for text in ("50.70", "0.530", "3.117", "1.537"):
+        assert text in _section(html, "<h2>Consistency") and text in md
+
+
+def test_export_statuses_and_parity(full) -> None:
+    _, html, md = full
+    for rows in (_html_rows(html, "<h2>Export</h2>"), _md_rows(md, "## Export")):
+        by_key = {(r[0], r[1]): r for r in rows}
+        assert len(rows) == sum(map(len, STATUSES.values())) + 1
+        for member, formats in STATUSES.items():
+            for fmt, status in formats.items():
+                row = by_key[member, fmt]
+                assert row[2].startswith(STATUS[status][0])
+                assert row[6] == ("ab" * 6 if status != "export_failed" else "–")
+        assert by_key["tiny", "onnx"][3:6] == ["1.0000", "3.1e-06", "3.1e-06"]
+        assert by_key["mid", "onnx"][2:6] == [
+            "❎ exported but parity failed",
+            "0.9844",
+            "0.02",
+            "0.02",
+        ]
+        assert by_key["big", "–"][2] == NOT_EXPORTED
+    assert "&lt;b&gt;passed&lt;/b&gt;" in html and "<b>passed" not in html  # escaped
+    assert "&lt;b>passed&lt;/b> detail" in md and "<b>" not in md
+
+
+def test_gates_in_both_reports(full) -> None:
+    _, html, md = full
+    expected = [
+        ["parity", "❌ failed", "mid onnx"],
+        ["nfr_reduction", "✅ passed", "50.7 % ≥ 20 %"],
+    ]
+    assert _md_rows(md, "## Gates") == expected
+    assert _html_rows(html, "<h2>Gates</h2>") == expected
+
+
+def test_optional_blocks_absent_render_and_say_so(tmp_path: Path) -> None:
+    _release(tmp_path, extras=False)
+    html_path, md_path = write_report(tmp_path)
+    html, md = html_path.read_text(), md_path.read_text()
+    assert html.count("<svg") == 1 + 1 + len(NAMES)  # one heatmap, overview, per-member search
+    for text in (NO_BASELINE, NO_MEASURED, NO_GATES):
+        assert text in md
+        assert text.replace("`", "") in html.replace("`", "")
+    for rows in (_html_rows(html, "<h2>Export</h2>"), _md_rows(md, "## Export")):
+        assert [(r[0], r[2]) for r in rows] == [(n, NOT_EXPORTED) for n in NAMES]
+    assert len(_md_rows(md, "## Members")) == len(NAMES)
+    assert "measured latency" not in html and "measured latency" not in md
+    (tmp_path / "trace.jsonl").unlink()  # older releases: overview only, and a note why
+    html = write_report(tmp_path)[0].read_text()
+    assert html.count("<svg") == 2 and "No trace.jsonl in this release" in html
+
+
+def test_missing_or_broken_inputs_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FamcError, match=re.escape(str(tmp_path / "family.json"))):
+        write_report(tmp_path)
+    (tmp_path / "family.json").write_text('{"members": []}')
+    with pytest.raises(FamcError, match="not a valid family.json"):
+        write_report(tmp_path)
+    _release(tmp_path)
+    with (tmp_path / "trace.jsonl").open("a") as fh:
+        fh.write("{not json\n")
+    with pytest.raises(FamcError, match=re.escape(f"{tmp_path / 'trace.jsonl'}:31")):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.html").exists()
