@@ -15,6 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def tmp_sibling(path: Path, suffix: str = "") -> Path:
     """A unique, not-yet-existing sibling of ``path`` (same filesystem, so rename is atomic)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -30,6 +34,8 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     tmp = tmp_sibling(path, suffix)
     try:
         yield tmp
+        if tmp.is_file():  # some writers create 0600 files; a release is meant to be read
+            tmp.chmod(0o666 & ~_UMASK)
         replace(tmp, path)
     finally:
         remove(tmp)

@@ -297,7 +297,8 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
     })  # fmt: skip
     tmp = tmp_sibling(out_dir.resolve(), ".build")
     try:
-        records = {r["name"]: r for r in manifest.members}
+        data = manifest.model_dump(mode="json")
+        records = {r["name"]: r for r in data["members"]}
         measured = _measure_members(p, family, progress)
         for plan, m in zip(p.plans, family, strict=True):
             member_dir = tmp / "members" / m.name
@@ -328,7 +329,6 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
             for c in m.trace
         ]
         write_text(tmp / "trace.jsonl", "".join(json.dumps(t) + "\n" for t in trace))
-        data = manifest.model_dump(mode="json")
         data["gates"] = check_gates(data, p.cfg.gates) if gates else None
         data["summary"]["build_seconds"] = round(time.perf_counter() - started, 1)
         data["summary"]["evaluations"] = {"run": ce.evaluated, "cache_hits": ce.cache.hits}
