@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from famc.errors import FamcError
 
@@ -29,7 +30,7 @@ def _clean_errors(fn: F) -> F:
             return fn(*args, **kwargs)
         except FamcError as exc:
             for line in str(exc).splitlines():
-                err.print(f"[bold red]error:[/] {line}", highlight=False, soft_wrap=True)
+                err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
 
     return run  # type: ignore[return-value]
@@ -97,7 +98,7 @@ def build(
     try:
         release = run_build(config, out=out, force=force, gates=gates,
                             progress=progress and sys.stderr.isatty(),
-                            log=lambda line: err.print(line, highlight=False))  # fmt: skip
+                            log=lambda line: err.print(escape(line), highlight=False))  # fmt: skip
     except GateFailure as exc:  # the release exists: summarise it, then fail with the gates
         release, failure = exc.release, exc
     manifest = json.loads((release / "family.json").read_text())

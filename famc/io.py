@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -35,7 +34,7 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         if tmp.is_file():  # some writers create 0600 files; a release is meant to be read
-            tmp.chmod(0o666 & ~_UMASK)
+            tmp.chmod((tmp.stat().st_mode & 0o7777) | (0o644 & ~_UMASK))
         replace(tmp, path)
     finally:
         remove(tmp)

@@ -80,7 +80,9 @@ def test_family_json_is_complete_and_nested(release):
     ]  # fmt: skip
     assert manifest.baseline is not None and len(manifest.baseline.members) == 3
     assert all(m.contains is None for m in manifest.baseline.members)
-    assert manifest.preprocessing.resolution == {m.name: m.arch["resolution"] for m in manifest.members}
+    assert manifest.preprocessing.resolution == {
+        m.name: m.arch["resolution"] for m in manifest.members
+    }
     assert set(manifest.inputs) >= {"supernet_sha256", "data_fingerprint", "config_sha256"}
     assert "top1" in output and "baseline" in output
     lines = (out / "trace.jsonl").read_text().splitlines()
@@ -206,8 +208,12 @@ def test_validate_ok_and_clear_errors(release):
         "name: bare\ndescription: no table\nruntime: ort-cpu\nthreads: 1\nprecision: fp32\n"
         "export: [onnx]\n"
     )
-    check("notable", "cannot cost space fashion-mbv3",
-          space="fashion-mbv3", members=[{**members[0], "target": str(tmp / "t.yaml")}])
+    check(
+        "notable",
+        "cannot cost space fashion-mbv3",
+        space="fashion-mbv3",
+        members=[{**members[0], "target": str(tmp / "t.yaml")}],
+    )
     flops_only = [{**m, "budget": {"mflops": 100.0 * (i + 1)}} for i, m in enumerate(members)]
     check("preset", "pick a matching preset", space="ofa-mbv3-w1.0", members=flops_only)
 
