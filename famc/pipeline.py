@@ -159,7 +159,7 @@ class CachedEvaluation:
                                    bn_convention=ev.bn_convention)  # type: ignore[arg-type]  # fmt: skip
         fingerprint = p.data.fingerprint()
         self.context = (
-            f"famc-eval-v1|{p.supernet_sha256}|{fingerprint}|bn={ev.bn_convention}"
+            f"famc-eval-v2|{p.supernet_sha256}|{fingerprint}|bn={ev.bn_convention}"
             f"|calib={len(p.calib)}|batch={ev.batch_size}"
         )
         path = None

@@ -208,3 +208,17 @@ def test_pickled_objects_are_never_loaded(tmp_path, fashion):
     (tmp_path / "junk.safetensors").write_bytes(b"not a tensor file")
     with pytest.raises(FamcError, match="not a readable safetensors file"):
         load_checkpoint(build_supernet(space), tmp_path / "junk.safetensors")
+
+
+@torch.no_grad()
+def test_fold_bn_is_exact(fashion):
+    from famc.supernet.static import fold_bn
+
+    space, net = fashion
+    rng = random.Random(3)
+    for arch in [space.largest(), space.smallest(), space.sample(rng)]:
+        x = torch.randn(4, 1, arch.resolution, arch.resolution)
+        ref = net.extract(arch)(x)
+        folded = fold_bn(net.extract(arch))
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+        assert (folded(x) - ref).abs().max().item() <= 1e-5

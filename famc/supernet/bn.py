@@ -24,35 +24,56 @@ BNConvention = Literal["ofa", "torch", "pooled"]
 BN_CONVENTIONS: tuple[str, ...] = ("ofa", "torch", "pooled")
 
 
-class _Stats:
-    """Float64 per-channel accumulators for one BN layer."""
+class _Calibrating(nn.Module):
+    """Stands in for one BN during calibration: normalises with the batch's own statistics (as
+    training does) and accumulates them in float64 by the chosen convention.
 
-    def __init__(self) -> None:
-        self.n = 0.0  # images (ofa) or pixels (pooled)
+    Normalising with precomputed statistics uses the cheap inference kernel; PyTorch's
+    training-mode BN kernel is several times slower on channels-last CPU tensors.
+    """
+
+    def __init__(self, bn: nn.BatchNorm2d, convention: BNConvention) -> None:
+        super().__init__()
+        self.bn, self.convention = bn, convention
+        self.weight_n = 0.0  # images (ofa), batches (torch) or pixels (pooled)
         self.mean: torch.Tensor | float = 0.0
         self.second: torch.Tensor | float = 0.0
 
-    def hook(self, convention: BNConvention):  # noqa: ANN201 - returns a torch hook
-        def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            x = inputs[0].detach().double()
-            if convention == "ofa":
-                var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
-                self.mean = self.mean + mean * x.size(0)
-                self.second = self.second + var * x.size(0)
-                self.n += x.size(0)
-            else:  # pooled: raw first and second moments over every pixel
-                self.mean = self.mean + x.sum(dim=(0, 2, 3))
-                self.second = self.second + (x * x).sum(dim=(0, 2, 3))
-                self.n += x.numel() / x.size(1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.size(1)
+        pixels = x.numel() // c
+        # per-channel sums as matrix-vector products over an (N·H·W, C) view: BLAS is ~2x faster
+        # than a strided reduction on CPU; float64 from here on
+        flat = x.permute(0, 2, 3, 1).reshape(pixels, c)
+        ones = x.new_ones(pixels)
+        m64 = (ones @ flat).double() / pixels
+        v64 = ((ones @ (flat * flat)).double() / pixels - m64 * m64).clamp_min(0)
+        mean, var = m64.to(x.dtype), v64.to(x.dtype)
+        if self.convention == "ofa":
+            w, second = float(x.size(0)), v64
+        elif self.convention == "torch":  # cumulative average of unbiased batch variances
+            w, second = 1.0, v64 * pixels / max(pixels - 1, 1)
+        else:  # pooled: raw second moment, so the total variance is exact
+            w, second = pixels, v64 + m64 * m64
+        self.mean = self.mean + m64 * w
+        self.second = self.second + second * w
+        self.weight_n += w
+        bn = self.bn
+        return nn.functional.batch_norm(x, mean, var, bn.weight, bn.bias, False, 0.0, bn.eps)
 
-        return record
-
-    def result(self, convention: BNConvention) -> tuple[torch.Tensor, torch.Tensor]:
+    def commit(self) -> None:
+        """Write the accumulated statistics into the wrapped BN's running buffers."""
         assert isinstance(self.mean, torch.Tensor) and isinstance(self.second, torch.Tensor)
-        mean = self.mean / self.n
-        if convention == "ofa":
-            return mean, self.second / self.n
-        return mean, self.second / self.n - mean * mean
+        mean = self.mean / self.weight_n
+        var = self.second / self.weight_n
+        if self.convention == "pooled":
+            var = var - mean * mean
+        bn = self.bn
+        assert bn.running_mean is not None and bn.running_var is not None
+        bn.running_mean.copy_(mean.to(bn.running_mean.dtype))
+        bn.running_var.copy_(var.clamp_min(0).to(bn.running_var.dtype))
+        if bn.num_batches_tracked is not None:
+            bn.num_batches_tracked.fill_(0)
 
 
 @torch.no_grad()
@@ -63,16 +84,14 @@ def recalibrate(
     model in eval mode. Parameters are untouched."""
     if convention not in BN_CONVENTIONS:
         raise ValueError(f"unknown BN convention {convention!r}; use one of {BN_CONVENTIONS}")
-    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    saved_momentum = [m.momentum for m in bns]
-    stats = [_Stats() for _ in bns]
-    handles = []
-    for m, s in zip(bns, stats, strict=True):
-        m.reset_running_stats()
-        m.momentum = None
-        if convention != "torch":
-            handles.append(m.register_forward_pre_hook(s.hook(convention)))
-    model.train()
+    swapped: list[tuple[nn.Module, str, _Calibrating]] = []
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, nn.BatchNorm2d):
+                stand_in = _Calibrating(child, convention)
+                setattr(parent, name, stand_in)
+                swapped.append((parent, name, stand_in))
+    model.eval()
     try:
         seen = 0
         for x in batches:
@@ -80,16 +99,9 @@ def recalibrate(
             seen += 1
         if seen == 0:
             raise ValueError("BN re-calibration needs at least one batch")
+        for _, _, stand_in in swapped:
+            stand_in.commit()
     finally:
-        for h in handles:
-            h.remove()
-        for m, momentum in zip(bns, saved_momentum, strict=True):
-            m.momentum = momentum
-        model.eval()
-    if convention != "torch":
-        for m, s in zip(bns, stats, strict=True):
-            mean, var = s.result(convention)
-            assert m.running_mean is not None and m.running_var is not None
-            m.running_mean.copy_(mean.to(m.running_mean.dtype))
-            m.running_var.copy_(var.clamp_min(0).to(m.running_var.dtype))
+        for parent, name, stand_in in swapped:
+            setattr(parent, name, stand_in.bn)
     return model

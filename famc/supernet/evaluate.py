@@ -16,6 +16,7 @@ from famc.data import ImageSet, to_input
 from famc.space.arch import Arch
 from famc.supernet.bn import BNConvention, recalibrate
 from famc.supernet.mbv3 import ElasticMBV3
+from famc.supernet.static import fold_bn
 
 
 class Evaluator:
@@ -60,5 +61,5 @@ class Evaluator:
 
     def correct(self, arch: Arch, images: ImageSet) -> torch.Tensor:
         """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right."""
-        logits = self.logits(self.model(arch), images, arch.resolution)
+        logits = self.logits(fold_bn(self.model(arch)), images, arch.resolution)
         return logits.argmax(1) == images.labels

@@ -89,3 +89,28 @@ class StaticMBV3(nn.Module):
         x = self.final_expand(self.blocks(self.stem(x)))
         x = self.feature_mix(x.mean((2, 3), keepdim=True))
         return self.classifier(torch.flatten(x, 1))
+
+
+@torch.no_grad()
+def fold_bn(model: nn.Module) -> nn.Module:
+    """Fold every conv→BN pair into the conv (in place), for fast inference-only evaluation.
+
+    Exact in eval mode up to float rounding; the deployed members keep their BN layers so that
+    exporters and users see the ordinary architecture.
+    """
+    for seq in model.modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        layers = list(seq)
+        for i in range(len(layers) - 1):
+            conv, bn = layers[i], layers[i + 1]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                assert bn.running_mean is not None and bn.running_var is not None
+                scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+                conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                bias = bn.bias - bn.running_mean * scale
+                if conv.bias is not None:
+                    bias = bias + conv.bias * scale
+                conv.bias = nn.Parameter(bias)
+                seq[i + 1] = nn.Identity()
+    return model
