@@ -28,10 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from famc.data import ImageSet, load_dataset  # noqa: E402
+from famc.evaluate.engine import Evaluator  # noqa: E402
 from famc.metrics import top1  # noqa: E402
 from famc.space import SearchSpace, get_space  # noqa: E402
 from famc.supernet import build_supernet  # noqa: E402
-from famc.supernet.evaluate import Evaluator  # noqa: E402
 from tests.ofa_reference import import_ofa  # noqa: E402
 
 RES = 32

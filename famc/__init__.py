@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from famc.supernet.static import StaticMBV3
+    from famc.supernet.static import StaticNet
 
 
-def load_member(directory: str | Path) -> StaticMBV3:
+def load_member(directory: str | Path) -> StaticNet:
     """A family member directory (``arch.json`` + ``model.safetensors``) as a ready ``nn.Module``.
 
     Imported lazily so ``import famc`` stays cheap for tools that only read versions.
     """
-    from famc.family import load_member as _load
+    from famc.member import load_member as _load
 
     return _load(directory)

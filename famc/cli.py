@@ -89,32 +89,31 @@ def build(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Search, export and report a nested model family (REG-NAS) plus the plain-NAS baseline."""
-    import json
-
-    from famc.pipeline import GateFailure
-    from famc.pipeline import build as run_build
+    from famc.build import build as run_build
+    from famc.errors import GateFailure
+    from famc.progress import Reporter
+    from famc.report.data import read_manifest
 
     failure: GateFailure | None = None
     try:
         release = run_build(config, out=out, force=force, gates=gates,
-                            progress=progress and sys.stderr.isatty(),
+                            reporter=Reporter.auto(progress),
                             log=lambda line: err.print(escape(line), highlight=False))  # fmt: skip
     except GateFailure as exc:  # the release exists: summarise it, then fail with the gates
         release, failure = exc.release, exc
-    manifest = json.loads((release / "family.json").read_text())
-    for m in manifest["members"]:
-        lat = m["latency_ms"]["predicted"]
+    manifest = read_manifest(release / "family.json")
+    for m in manifest.members:
+        lat = m.latency_ms.predicted
         typer.echo(
-            f"{m['name']:>8}: top1 {m['top1']:.2f} %  {m['flops'] / 1e6:.2f} MFLOPs"
+            f"{m.name:>8}: top1 {m.top1:.2f} %  {m.flops / 1e6:.2f} MFLOPs"
             + (f"  {lat:.3f} ms predicted" if lat is not None else "")
-            + (f"  contains {m['contains']}" if m["contains"] else "")
+            + (f"  contains {m.contains}" if m.contains else "")
         )
-    s = manifest["summary"]
-    line = f"family: mean top1 {s['family']['mean_top1']:.2f} %, mean pairwise NFR {s['family']['mean_pairwise_nfr']:.2f} %"
-    if "baseline" in s:
+    s = manifest.summary
+    line = f"family: mean top1 {s.family.mean_top1:.2f} %, mean pairwise NFR {s.family.mean_pairwise_nfr:.2f} %"
+    if s.baseline is not None:
         line += (
-            f" | baseline: {s['baseline']['mean_top1']:.2f} %, NFR "
-            f"{s['baseline']['mean_pairwise_nfr']:.2f} %"
+            f" | baseline: {s.baseline.mean_top1:.2f} %, NFR {s.baseline.mean_pairwise_nfr:.2f} %"
         )
     typer.echo(line)
     typer.echo(f"→ {release / 'family.json'}, {release / 'report.html'}")
@@ -136,12 +135,8 @@ def verify(release: Annotated[Path, typer.Argument(help="release or member direc
     failed = 0
     for member in members:
         for r in verify_dir(member):
-            p = r.parity or {}
-            figures = (
-                f"agreement {p.get('top1_agreement', 0):.4f} max_abs {p.get('max_abs', 0):.2e}"
-                if p
-                else r.detail
-            )
+            p = r.parity
+            figures = f"agreement {p.top1_agreement:.4f} max_abs {p.max_abs:.2e}" if p else r.detail
             typer.echo(f"{member.name:>10} {r.format:<9} {r.status:<14} {figures}")
             failed += r.status in ("parity_failed", "error")
     if failed:
@@ -156,7 +151,7 @@ def export(
     precision: Annotated[str, typer.Option(help="CoreML compute precision: fp32 or fp16")] = "fp32",
 ) -> None:
     """Export one family member, with parity checked on the test split of its dataset."""
-    from famc.pipeline import export_one
+    from famc.export.member import export_one
 
     for rec in export_one(member, fmt, precision).values():
         typer.echo(f"{rec.format:<9} {rec.status:<14} {rec.path or '-'}  {rec.detail}")
@@ -189,11 +184,11 @@ def profile(
 @_clean_errors
 def validate(config: Annotated[Path, typer.Argument(help="family.yaml")]) -> None:
     """Check a family config without searching: config, data, checkpoint fit, table coverage."""
-    from famc.pipeline import prepare
+    from famc.prepare import prepare
 
     p = prepare(config)
     typer.echo(
         f"ok: {config} — space {p.space.name}, {len(p.plans)} member(s) "
-        f"({', '.join(pl.name for pl in p.plans)}), supernet {p.supernet_sha256[:12]}, "
+        f"({', '.join(pl.name for pl in p.plans)}), supernet {p.inputs.supernet_sha256[:12]}, "
         f"data {p.data.name} ({len(p.search_split)} search / {len(p.calib)} calibration images)"
     )

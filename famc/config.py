@@ -1,4 +1,4 @@
-"""``family.yaml``: the validated description of one family build, plus shared YAML helpers.
+"""``family.yaml``: the validated description of one family build (the build's first stage).
 
 Relative paths inside a config are resolved against the config file's directory, so a config and the
 files it names can move together.
@@ -7,87 +7,65 @@ files it names can move together.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StringConstraints,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
-from famc.data import DATASETS
-from famc.errors import FamcError
+from famc.cost import COST_MODELS, CostModel
+from famc.data import DataConfig
+from famc.io import Strict, known, load_yaml
 from famc.space import PRESETS
 from famc.supernet import BN_CONVENTIONS
 
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DataConfig(Strict):
-    name: str = "fashion-mnist"
-    root: str | None = None
-    search_size: int | None = None
-    calib_size: int | None = None
-    seed: int = 0
-    image_size: int | None = None
-    channels: int | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; choose one of {', '.join(DATASETS)}")
-        return v
+MEMBER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MemberName = Annotated[str, StringConstraints(pattern=MEMBER_NAME)]
 
 
-def bn_convention(v: str) -> str:
-    if v not in BN_CONVENTIONS:
-        raise ValueError(f"unknown BN convention {v!r}; choose one of {', '.join(BN_CONVENTIONS)}")
-    return v
+BNConventionName = Annotated[str, AfterValidator(known(BN_CONVENTIONS, "BN convention"))]
+PresetName = Annotated[str, AfterValidator(known(PRESETS, "space preset"))]
 
 
-class Budget(Strict):
-    """Exactly one compute budget: predicted latency (needs a table), MFLOPs or M parameters."""
-
-    latency_ms: float | None = Field(None, gt=0)
-    mflops: float | None = Field(None, gt=0)
-    mparams: float | None = Field(None, gt=0)
+class _OneBudget(Strict):
+    """Exactly one compute budget, keyed by its ``COST_MODELS`` name."""
 
     @model_validator(mode="after")
-    def _one(self) -> Budget:
-        if sum(v is not None for v in (self.latency_ms, self.mflops, self.mparams)) != 1:
-            raise ValueError("give exactly one of latency_ms, mflops, mparams")
+    def _one(self) -> _OneBudget:
+        if sum(v is not None for v in self.model_dump().values()) != 1:
+            raise ValueError(f"give exactly one of {', '.join(COST_MODELS)}")
         return self
 
     @property
-    def kind(self) -> Literal["latency_ms", "mflops", "mparams"]:
-        if self.latency_ms is not None:
-            return "latency_ms"
-        return "mflops" if self.mflops is not None else "mparams"
+    def model(self) -> CostModel:
+        return COST_MODELS[next(k for k, v in self.model_dump().items() if v is not None)]
 
     @property
     def value(self) -> float:
-        v = getattr(self, self.kind)
-        assert v is not None
-        return float(v)
+        return float(getattr(self, self.model.name))
+
+
+_budget_fields: dict[str, Any] = {name: (float | None, Field(None, gt=0)) for name in COST_MODELS}
+Budget = create_model("Budget", __base__=_OneBudget, **_budget_fields)
 
 
 class MemberConfig(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: MemberName
     target: str  # path to a targets/*.yaml device description
-    budget: Budget | None = None  # overrides the target's own budget
+    budget: Budget | None = None  # type: ignore[valid-type]
 
 
 class EvaluationConfig(Strict):
     search_images: int | None = Field(None, gt=0)  # first N of the search split (None: all)
     calib_images: int | None = Field(None, gt=0)  # first N of the calibration subset
     batch_size: int = Field(500, gt=0)
-    bn_convention: str = "ofa"
+    bn_convention: BNConventionName = "ofa"
     cache_dir: str | None = None  # default: $FAMC_CACHE_DIR/evals or ~/.cache/famc/evals
-
-    @field_validator("bn_convention")
-    @classmethod
-    def _bn(cls, v: str) -> str:
-        return bn_convention(v)
 
 
 class SearchConfig(Strict):
@@ -117,7 +95,7 @@ class GatesConfig(Strict):
 
 
 class FamilyConfig(Strict):
-    space: str
+    space: PresetName
     supernet: str  # checkpoint (.safetensors or OFA .pth)
     data: DataConfig = DataConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -125,13 +103,6 @@ class FamilyConfig(Strict):
     members: list[MemberConfig] = Field(min_length=1)
     gates: GatesConfig = GatesConfig()
     out: str = "runs/family"
-
-    @field_validator("space")
-    @classmethod
-    def _preset(cls, v: str) -> str:
-        if v not in PRESETS:
-            raise ValueError(f"unknown space preset {v!r}; choose one of {', '.join(PRESETS)}")
-        return v
 
     @field_validator("members")
     @classmethod
@@ -143,34 +114,6 @@ class FamilyConfig(Strict):
         return v
 
 
-def describe_validation_error(path: Path | str, exc: ValidationError) -> str:
-    """One line per problem: file, dotted field path, what is wrong."""
-    problems = []
-    for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field: remove it or check its spelling"
-        elif err["type"] == "missing":
-            msg = "required field is missing: add it"
-        problems.append(f"{path}: field `{field}`: {msg}")
-    return "\n".join(problems)
-
-
-def read_yaml(path: Path | str) -> dict[str, Any]:
-    """A YAML mapping, or a one-line error naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FamcError(f"config file {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise FamcError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise FamcError(f"{path}: expected a mapping of settings at the top level")
-    return data
-
-
 def resolve(base: Path, value: str | None) -> str | None:
     """``value`` relative to ``base`` unless absolute."""
     if value is None or Path(value).is_absolute():
@@ -178,17 +121,17 @@ def resolve(base: Path, value: str | None) -> str | None:
     return str(base / value)
 
 
+def resolve_data(base: Path, data: DataConfig) -> DataConfig:
+    return data.model_copy(update={"root": resolve(base, data.root)})
+
+
 def load_family_config(path: Path | str) -> FamilyConfig:
-    data = read_yaml(path)
-    try:
-        cfg = FamilyConfig.model_validate(data)
-    except ValidationError as exc:
-        raise FamcError(describe_validation_error(path, exc)) from None
+    cfg = load_yaml(FamilyConfig, path, "family config")
     base = Path(path).resolve().parent
     return cfg.model_copy(
         update={
             "supernet": resolve(base, cfg.supernet),
-            "data": cfg.data.model_copy(update={"root": resolve(base, cfg.data.root)}),
+            "data": resolve_data(base, cfg.data),
             "members": [
                 m.model_copy(update={"target": resolve(base, m.target)}) for m in cfg.members
             ],

@@ -1,7 +1,9 @@
-"""Atomic file/directory writes and content hashes shared by every stage that writes files.
+"""Reading and writing files: one validated loader for every YAML/JSON file famc reads, atomic
+writes, and content hashes.
 
 A crash mid-export must never leave a half-written artifact under the final name, because
-``famc verify`` and deploy scripts trust whatever file sits there.
+``famc verify`` and deploy scripts trust whatever file sits there; and every file a user hands famc
+is decoded and validated in one place, so a bad one is always one line naming the file and field.
 """
 
 from __future__ import annotations
@@ -10,9 +12,35 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from famc.errors import FamcError, format_validation_error
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def known(registry: Collection[str], what: str) -> Callable[[str], str]:
+    """A validator for a string that must name an entry of ``registry`` (a famc registry)."""
+
+    def check(value: str) -> str:
+        if value not in registry:
+            raise ValueError(f"unknown {what} {value!r}; choose one of {', '.join(registry)}")
+        return value
+
+    return check
+
+
+class Strict(BaseModel):
+    """Base of every model read from a user's file: unknown keys are errors, values immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -35,6 +63,18 @@ def atomic_path(path: Path, suffix: str = "") -> Iterator[Path]:
         yield tmp
         if tmp.is_file():  # some writers create 0600 files; a release is meant to be read
             tmp.chmod((tmp.stat().st_mode & 0o7777) | (0o644 & ~_UMASK))
+        replace(tmp, path)
+    finally:
+        remove(tmp)
+
+
+@contextmanager
+def staged_directory(path: Path) -> Iterator[Path]:
+    """Yield a hidden sibling directory to fill; it replaces ``path`` only if the block succeeds."""
+    tmp = tmp_sibling(path.resolve(), ".build")
+    tmp.mkdir()
+    try:
+        yield tmp
         replace(tmp, path)
     finally:
         remove(tmp)
@@ -88,3 +128,39 @@ def _feed(h: hashlib._Hash, f: Path) -> None:
     with f.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
+
+
+def read_text(path: Path | str, what: str = "file") -> str:
+    """The UTF-8 text of ``path``, or a one-line error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FamcError(f"{path}: no such {what}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FamcError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise FamcError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
+def read_yaml(path: Path | str, what: str = "config file") -> dict[str, Any]:
+    """A YAML mapping, or a one-line error naming the file (and the line of a syntax error)."""
+    text = read_text(path, what)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise FamcError(f"{path}: not valid YAML{where}; fix the syntax") from None
+    if not isinstance(data, dict):
+        raise FamcError(f"{path}: expected a mapping of settings at the top level")
+    return data
+
+
+def load_yaml(model: type[M], path: Path | str, what: str, fix: str = "") -> M:
+    """Read ``path`` and validate it as ``model``; every problem is a ``file: field`` line."""
+    data = read_yaml(path, what)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise FamcError(format_validation_error(path, exc, f"invalid {what}", fix)) from None

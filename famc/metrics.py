@@ -7,9 +7,23 @@ Training). Rates are percentages of the split, like Top-1.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
+import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict
+
+
+def pack_correct(correct: torch.Tensor) -> str:
+    """Boolean vector → base64 of its packed bits (1 bit per sample instead of a JSON list)."""
+    return base64.b64encode(np.packbits(correct.cpu().numpy().astype(np.bool_)).tobytes()).decode()
+
+
+def unpack_correct(text: str, n: int) -> torch.Tensor:
+    """Inverse of :func:`pack_correct`; ``n`` drops the padding bits of the last byte."""
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=n)
+    return torch.from_numpy(bits.astype(np.bool_))
 
 
 def _check(*vectors: torch.Tensor) -> None:
@@ -61,19 +75,30 @@ def reward(
     return r
 
 
-def pairwise(named: Sequence[tuple[str, torch.Tensor]]) -> list[dict[str, float | str]]:
+class Pair(BaseModel):
+    """Flip metrics of one smaller→larger pair of a family (rates in %, on one split)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ref: str
+    target: str
+    nfr: float
+    pfr: float
+    rel_nfr: float
+    nfi: float
+
+
+def pairwise(named: Sequence[tuple[str, torch.Tensor]]) -> list[Pair]:
     """Every smaller→larger pair of an ordered family (smallest first), with all flip metrics."""
-    rows: list[dict[str, float | str]] = []
-    for i, (ref_name, ref) in enumerate(named):
-        for tgt_name, tgt in named[i + 1 :]:
-            rows.append(
-                {
-                    "ref": ref_name,
-                    "target": tgt_name,
-                    "nfr": round(nfr(ref, tgt), 4),
-                    "pfr": round(pfr(ref, tgt), 4),
-                    "rel_nfr": round(relative_nfr(ref, tgt), 4),
-                    "nfi": round(negative_flip_impact(ref, tgt), 4),
-                }
-            )
-    return rows
+    return [
+        Pair(
+            ref=ref_name,
+            target=tgt_name,
+            nfr=round(nfr(ref, tgt), 4),
+            pfr=round(pfr(ref, tgt), 4),
+            rel_nfr=round(relative_nfr(ref, tgt), 4),
+            nfi=round(negative_flip_impact(ref, tgt), 4),
+        )
+        for i, (ref_name, ref) in enumerate(named)
+        for tgt_name, tgt in named[i + 1 :]
+    ]

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 import famc
 from famc.cli import app
 from famc.data import load_dataset, to_input
-from famc.family import FamilyManifest, schema
+from famc.report.release import FamilyManifest, schema
 from famc.space import flops, get_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,9 +81,10 @@ def test_family_json_is_complete_and_nested(release):
     assert manifest.baseline is not None and len(manifest.baseline.members) == 3
     assert all(m.contains is None for m in manifest.baseline.members)
     assert manifest.preprocessing.resolution == {
-        m.name: m.arch["resolution"] for m in manifest.members
+        m.name: m.arch.resolution for m in manifest.members
     }
-    assert set(manifest.inputs) >= {"supernet_sha256", "data_fingerprint", "config_sha256"}
+    assert len(manifest.inputs.supernet_sha256) == len(manifest.inputs.config_sha256) == 64
+    assert manifest.inputs.data_fingerprint == load_dataset("fashion-mnist").fingerprint()
     assert "top1" in output and "baseline" in output
     lines = (out / "trace.jsonl").read_text().splitlines()
     rows = [json.loads(x) for x in lines]
@@ -174,14 +175,15 @@ def test_failed_gate_exits_3_after_writing(release):
 def test_killed_build_leaves_nothing_that_looks_complete(release, monkeypatch):
     tmp, _, _, _ = release
     config = family_config(tmp / "killed")
-    import famc.pipeline
+    import famc.build
+    import famc.report.stage
 
     def boom(_dir):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(famc.pipeline, "write_report", boom)
+    monkeypatch.setattr(famc.report.stage, "write_report", boom)
     with pytest.raises(KeyboardInterrupt):
-        famc.pipeline.build(config, progress=False, log=lambda _: None)
+        famc.build.build(config, log=lambda _: None)
     assert not (tmp / "killed" / "release").exists()
     assert not [p for p in (tmp / "killed").iterdir() if p.name.startswith(".release")]
 
@@ -220,4 +222,27 @@ def test_validate_ok_and_clear_errors(release):
 
 def test_schema_file_is_current():
     committed = json.loads((ROOT / "schemas" / "family.schema.json").read_text())
-    assert committed == schema(), "regenerate: python -m famc.family > schemas/family.schema.json"
+    regenerate = "regenerate: python -m famc.report.release > schemas/family.schema.json"
+    assert committed == schema(), regenerate
+
+
+def _objects(node):
+    """Every JSON-Schema node of type object, however deeply nested."""
+    if isinstance(node, dict):
+        if node.get("type") == "object":
+            yield node
+        for value in node.values():
+            yield from _objects(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _objects(value)
+
+
+def test_schema_forbids_unknown_keys_everywhere():
+    objects = list(_objects(schema()))
+    assert len(objects) > 15  # every model and every map of the manifest
+    assert all(o.get("additionalProperties") is False for o in objects), [
+        o.get("title") for o in objects if o.get("additionalProperties") is not False
+    ]
+    member_map = schema()["$defs"]["FamilyPreprocessing"]["properties"]["resolution"]
+    assert list(member_map["patternProperties"]) == ["^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"]

@@ -401,7 +401,7 @@ def test_imageset_subset_and_batches() -> None:
 def test_argument_errors(isolated: Path, monkeypatch) -> None:
     with pytest.raises(FamcError, match="unknown dataset 'cifar'.*fashion-mnist, folder"):
         load_dataset("cifar")
-    assert DATASETS == ("fashion-mnist", "folder")
+    assert tuple(DATASETS) == ("fashion-mnist", "folder")
     monkeypatch.setenv("FAMC_DATA_DIR", str(write_fashion(isolated / "d")))
     with pytest.raises(FamcError, match="search_size=24 must be smaller than the 24"):
         load_dataset("fashion-mnist", search_size=24)

@@ -18,21 +18,25 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 from torch import nn
 
+import famc.export.onnx as onnx_mod
 from famc.errors import FamcError
 from famc.export import (
     Preprocessing,
-    check_onnx,
-    export_coreml,
     export_member,
     export_onnx,
-    export_tensorrt,
     parity,
     read_onnx_preprocessing,
     run_onnx,
-    tensorrt_unavailable_reason,
+    torch_logits,
     verify_dir,
 )
-from famc.export import member as member_mod
+from famc.export.coreml import export_coreml
+from famc.export.tensorrt import (
+    export_tensorrt,
+    tensorrt_unavailable_reason,
+    trtexec_command,
+    write_trtexec_script,
+)
 
 HAS_COREML = importlib.util.find_spec("coremltools") is not None
 CAN_BUILD_TRT = tensorrt_unavailable_reason() is None
@@ -133,7 +137,10 @@ def test_onnx_metadata_round_trips(onnx_file: Path) -> None:
 
 
 def test_onnx_parity_on_256_inputs(model: TinyNet, onnx_file: Path) -> None:
-    p = check_onnx(model, onnx_file, make_batches(256))
+    batches = make_batches(256)
+    xs = [x for x, _ in batches]
+    labels = torch.cat([y for _, y in batches])
+    p = parity(torch_logits(model, xs), run_onnx(onnx_file, xs), labels)
     assert p.n == 256
     assert p.top1_agreement == 1.0
     assert p.max_abs < 1e-4 and p.min_atol == p.max_abs
@@ -220,10 +227,10 @@ def test_export_member_flags_corrupted_onnx(
         _perturb_onnx_weights(path)
         return path
 
-    monkeypatch.setattr(member_mod, "export_onnx", corrupting_export)
+    monkeypatch.setattr(onnx_mod, "export_onnx", corrupting_export)
     rec = export_member(model, tmp_path, PRE, ["onnx"], make_batches(64, 32))["onnx"]
     assert rec.status == "parity_failed"
-    assert rec.parity is not None and rec.parity["max_abs"] > 1e-4
+    assert rec.parity is not None and rec.parity.max_abs > 1e-4
     assert "max_abs" in rec.detail
 
 
@@ -233,11 +240,11 @@ def test_export_failure_is_recorded_not_raised(
     def boom(*args, **kwargs) -> Path:  # noqa: ANN002, ANN003
         raise RuntimeError("unsupported op 'Foo'\nlong traceback text")
 
-    monkeypatch.setattr(member_mod, "export_onnx", boom)
+    monkeypatch.setattr(onnx_mod, "export_onnx", boom)
     recs = export_member(model, tmp_path, PRE, ["tensorrt"], make_batches(32, 32))
     assert recs["onnx"].status == "export_failed"
     assert recs["onnx"].detail == "RuntimeError: unsupported op 'Foo'"
-    assert recs["tensorrt"].status == "export_failed" and "ONNX" in recs["tensorrt"].detail
+    assert recs["tensorrt"].status == "export_failed" and "onnx" in recs["tensorrt"].detail
     with pytest.raises(FamcError, match="unknown export format"):
         export_member(model, tmp_path, PRE, ["tflite"], make_batches(32, 32))
 
@@ -248,8 +255,8 @@ def test_export_failure_is_recorded_not_raised(
 def test_export_member_records_and_golden(member_dir: tuple[Path, dict]) -> None:
     out, recs = member_dir
     onnx_rec = recs["onnx"]
-    assert onnx_rec.status == "passed" and onnx_rec.parity["n"] == 64
-    assert onnx_rec.parity["max_abs"] < 1e-4 and onnx_rec.seconds > 0
+    assert onnx_rec.status == "passed" and onnx_rec.parity.n == 64
+    assert onnx_rec.parity.max_abs < 1e-4 and onnx_rec.seconds > 0
     from famc.io import sha256_path
 
     assert onnx_rec.sha256 == sha256_path(out / "model.onnx")
@@ -258,7 +265,7 @@ def test_export_member_records_and_golden(member_dir: tuple[Path, dict]) -> None
     assert golden["labels"].shape == (16,)
     manifest = json.loads((out / "artifacts.json").read_text())
     assert manifest["artifacts"]["onnx"]["path"] == "model.onnx"
-    assert manifest["atol"]["onnx"] == 1e-4
+    assert manifest["artifacts"]["onnx"]["atol"] == 1e-4
     if HAS_COREML:
         expected = "passed" if platform.system() == "Darwin" else "skipped"
         assert recs["coreml"].status == expected, recs["coreml"].detail
@@ -269,7 +276,7 @@ def test_verify_dir_reruns_onnx_against_golden(member_dir: tuple[Path, dict]) ->
     out, _ = member_dir
     results = {r.format: r for r in verify_dir(out)}
     assert results["onnx"].status == "passed"
-    assert results["onnx"].parity["n"] == 16 and results["onnx"].parity["max_abs"] < 1e-4
+    assert results["onnx"].parity.n == 16 and results["onnx"].parity.max_abs < 1e-4
     if HAS_COREML and platform.system() != "Darwin":
         assert results["coreml"].status == "skipped"
         assert "macOS" in results["coreml"].detail
@@ -295,20 +302,18 @@ def test_verify_dir_catches_tampered_onnx(tmp_path: Path, model: TinyNet) -> Non
 
 
 @pytest.mark.skipif(CAN_BUILD_TRT, reason="this host has TensorRT + CUDA, so nothing is deferred")
-def test_tensorrt_deferred_writes_trtexec_script(onnx_file: Path, member_dir) -> None:
-    res = export_tensorrt(onnx_file, onnx_file.with_suffix(".engine"), PRE)
-    assert res.status == "deferred" and res.engine_path is None
-    assert "tensorrt is not installed" in res.reason or "CUDA" in res.reason
-    script = res.script_path
-    assert script == onnx_file.parent / "trtexec.sh" and os.access(script, os.X_OK)
-    text = script.read_text()
+def test_tensorrt_deferred_writes_trtexec_script(member_dir) -> None:
+    out, recs = member_dir
+    rec = recs["tensorrt"]
+    assert rec.status == "deferred" and rec.path == "trtexec.sh" and "trtexec.sh" in rec.detail
+    assert "tensorrt is not installed" in rec.detail or "CUDA" in rec.detail
+    script = out / "trtexec.sh"
+    assert os.access(script, os.X_OK)
     assert (
         "trtexec --onnx=model.onnx --saveEngine=model.engine "
         "--minShapes=input:1x1x28x28 --optShapes=input:8x1x28x28 --maxShapes=input:64x1x28x28"
-    ) in text
-    assert not onnx_file.with_suffix(".engine").exists()
-    rec = member_dir[1]["tensorrt"]
-    assert rec.status == "deferred" and rec.path.name == "trtexec.sh" and "trtexec.sh" in rec.detail
+    ) in script.read_text()
+    assert not (out / "model.engine").exists()
 
 
 def test_tensorrt_reason_names_missing_cuda(
@@ -316,13 +321,19 @@ def test_tensorrt_reason_names_missing_cuda(
 ) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", type(sys)("tensorrt"))  # importable stub
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    res = export_tensorrt(onnx_file, onnx_file.with_suffix(".engine"), PRE, 2, 16, 32)
-    assert res.status == "deferred"
-    assert res.reason == "no CUDA device (torch.cuda.is_available() is False)"
-    assert "--minShapes=input:2x1x28x28" in res.command
-    assert "--maxShapes=input:32x1x28x28" in res.command
+    assert tensorrt_unavailable_reason() == "no CUDA device (torch.cuda.is_available() is False)"
+    engine = onnx_file.with_suffix(".engine")
+    cmd = trtexec_command(onnx_file, engine, PRE, 2, 16, 32)
+    assert "--minShapes=input:2x1x28x28" in cmd and "--maxShapes=input:32x1x28x28" in cmd
+    assert (
+        write_trtexec_script(onnx_file, engine, PRE, (2, 16, 32))
+        .read_text()
+        .endswith(
+            cmd.replace(str(onnx_file), "model.onnx").replace(str(engine), "model.engine") + "\n"
+        )
+    )
     with pytest.raises(FamcError, match="min_batch"):
-        export_tensorrt(onnx_file, onnx_file.with_suffix(".engine"), PRE, 8, 4, 64)
+        export_tensorrt(onnx_file, engine, PRE, (8, 4, 64))
 
 
 # --- CoreML -----------------------------------------------------------------------------------
@@ -332,7 +343,7 @@ def test_tensorrt_reason_names_missing_cuda(
 def test_coreml_export_structure(tmp_path: Path, model: TinyNet) -> None:
     import coremltools as ct
 
-    from famc.export import check_coreml, read_coreml_preprocessing
+    from famc.export.coreml import check_coreml, read_coreml_preprocessing
 
     path = export_coreml(model, tmp_path / "model.mlpackage", PRE)
     assert path.is_dir() and (path / "Manifest.json").is_file()

@@ -16,11 +16,12 @@ import famc
 from famc.errors import FamcError
 from famc.latency import LatencyTable, all_signatures, load_target, spearman
 from famc.latency import profile as profile_mod
-from famc.latency.graphs import input_shape, layer_module
+from famc.latency.graphs import layer_module
 from famc.latency.profile import ProfileReport, run_profile
-from famc.latency.runtimes import make_timer
+from famc.latency.runtimes import RUNTIMES, make_timer
 from famc.latency.stats import robust
 from famc.space import Arch, Preset, SearchSpace, StageSpec, describe, flops, get_space
+from famc.space.presets import mbv3_head, mbv3_stem
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = {t: REPO / f"latency_tables/fashion-mbv3_ort-cpu_t{t}.yaml" for t in (1, 2)}
@@ -30,12 +31,9 @@ TINY = Preset(
     name="tiny",
     in_channels=1,
     num_classes=4,
-    stem_width=8,
-    stem_stride=1,
-    first_block_width=8,
+    stem=mbv3_stem(8, 8, stride=1),
     stages=(StageSpec(8, 2, "relu", False), StageSpec(16, 2, "h_swish", True)),
-    final_expand_width=16,
-    last_channel=16,
+    head=mbv3_head(16, 16, 4),
     kernel_choices=(3, 5),
     expand_choices=(2, 3),
     depth_choices=(1, 2),
@@ -104,14 +102,14 @@ def test_layer_graphs_chain_into_the_whole_network() -> None:
     x = torch.randn(2, 1, 16, 16)
     with torch.no_grad():
         for spec in describe(space, arch):
-            assert tuple(x.shape) == input_shape(spec, 2), spec.signature()
+            assert tuple(x.shape) == spec.input_shape(2), spec.signature()
             x = layer_module(spec)(x)
     assert tuple(x.shape) == (2, TINY.num_classes)
 
 
 def test_torch_cpu_timer_runs() -> None:
     spec = describe(tiny_space(), tiny_space().smallest())[2]
-    timer = make_timer("torch-cpu", layer_module(spec), input_shape(spec, 1), 1)
+    timer = make_timer(RUNTIMES["torch-cpu"], layer_module(spec), spec.input_shape(1), 1)
     assert 0 < timer(3) < 1.0
 
 
@@ -161,7 +159,7 @@ def test_table_file_is_stable_and_diffable(profiled: ProfileReport, tmp_path: Pa
     text = profiled.path.read_text()
     assert text.index("metadata:") < text.index("entries:")
     entry_lines = [
-        ln for ln in text.splitlines() if re.match(r"  (stem|mbconv|final|feat|cla)", ln)
+        ln for ln in text.splitlines() if re.match(r"  (conv|mbconv|final|feat|cla)", ln)
     ]
     assert len(entry_lines) == len(all_signatures(tiny_space()))  # one line per entry
     assert entry_lines == sorted(entry_lines)
@@ -276,7 +274,7 @@ def _edit(path: Path, fn: object) -> None:
     [
         (lambda d: d["entries"][next(iter(d["entries"]))].update(mean_ms="fast"), ".mean_ms"),
         (lambda d: d["entries"][next(iter(d["entries"]))].update(n=0), ".n"),
-        (lambda d: d["metadata"].pop("threads"), "metadata.threads: Field required"),
+        (lambda d: d["metadata"].pop("threads"), "metadata.threads`: required field is missing"),
         (lambda d: d["metadata"].update(runtime="onnx"), "metadata.runtime"),
         (lambda d: d["metadata"]["validation"].update(spearman=2.0), "validation.spearman"),
         (lambda d: d["entries"].update({"conv:3x3": {"mean_ms": 1, "std_ms": 0, "n": 1}}), "[key]"),
@@ -287,8 +285,8 @@ def test_corrupt_table_names_file_and_field(table_copy: Path, edit: object, fiel
     with pytest.raises(FamcError) as info:
         LatencyTable.load(table_copy)
     msg = str(info.value)
-    assert msg.startswith(f"{table_copy}: invalid latency table: ") and field in msg
-    assert "\n" not in msg
+    assert msg.startswith(f"{table_copy}: invalid latency table: field `") and field in msg
+    assert "\n" not in msg and msg.endswith("re-measure with `famc profile`")
 
 
 def test_unparseable_table(tmp_path: Path) -> None:
@@ -332,7 +330,7 @@ def test_target_validation_names_field(tmp_path: Path, fields: dict, field: str)
     path = _target(tmp_path, **fields)
     with pytest.raises(FamcError) as info:
         load_target(path)
-    assert str(info.value).startswith(f"{path}: invalid target: {field}")
+    assert str(info.value).startswith(f"{path}: invalid target: field `{field}")
 
 
 def test_target_costs(table_copy: Path, tmp_path: Path) -> None:
@@ -342,12 +340,12 @@ def test_target_costs(table_copy: Path, tmp_path: Path) -> None:
     sub.mkdir()
     path = _target(sub, tables={"tiny": str(rel)})
     target = load_target(path)
-    assert target.metric(space) == "latency_ms"
+    assert target.cost_model(space).name == "latency_ms"
     assert target.cost(arch, space) == LatencyTable.load(table_copy).predict(arch, space)
-    flops_target = load_target(_target(tmp_path, budget="flops"))
-    assert flops_target.cost(arch, space) == flops(space, arch)
+    flops_target = load_target(_target(tmp_path, budget="mflops"))
+    assert flops_target.cost(arch, space) == flops(space, arch) / 1e6
     with pytest.raises(FamcError, match=r"neither a budget nor a latency table.*famc profile"):
-        load_target(_target(tmp_path)).metric(space)
+        load_target(_target(tmp_path)).cost_model(space)
     with pytest.raises(FamcError, match=r"budget latency_ms needs a latency table"):
         load_target(_target(tmp_path, budget="latency_ms")).cost(arch, space)
     with pytest.raises(FamcError, match=r"tables.tiny: no such file .*famc profile --space tiny"):
@@ -364,7 +362,7 @@ def test_target_costs(table_copy: Path, tmp_path: Path) -> None:
 def test_shipped_targets_load(name: str) -> None:
     target = load_target(REPO / "targets" / f"{name}.yaml")
     assert target.name == name and target.runtime == "ort-cpu"
-    assert target.metric(get_space("fashion-mbv3")) == "latency_ms"
+    assert target.cost_model(get_space("fashion-mbv3")).name == "latency_ms"
 
 
 @pytest.mark.parametrize("threads", [1, 2])

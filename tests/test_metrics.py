@@ -46,10 +46,10 @@ def test_reward_r0_r1_r2():
 def test_pairwise_covers_every_smaller_to_larger_pair():
     third = v("1111111110")
     rows = pairwise([("edge", REF), ("server", TGT), ("cloud", third)])
-    assert [(r["ref"], r["target"]) for r in rows] == [
+    assert [(r.ref, r.target) for r in rows] == [
         ("edge", "server"), ("edge", "cloud"), ("server", "cloud")
     ]  # fmt: skip
-    assert rows[0]["nfr"] == pytest.approx(20.0) and rows[1]["nfr"] == 0.0
+    assert rows[0].nfr == pytest.approx(20.0) and rows[1].nfr == 0.0
 
 
 def test_bad_vectors_rejected():

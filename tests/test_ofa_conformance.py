@@ -61,7 +61,7 @@ def test_state_dict_keys_cover_ofa(pair):
     space, net, ofa = pair
     from famc.supernet.checkpoint import normalise_key
 
-    assert {normalise_key(k) for k in ofa.state_dict()} == set(net.state_dict())
+    assert {normalise_key(k, space.preset) for k in ofa.state_dict()} == set(net.state_dict())
 
 
 @torch.no_grad()

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from famc.errors import FamcError
-from famc.family import FamilyBlock, FamilyManifest, LatencyMs, MemberRecord, PairRecord
+from famc.metrics import Pair as PairRecord
 from famc.report import write_report
+from famc.report.release import FamilyBlock, FamilyManifest, LatencyMs, MemberRecord
 from famc.report.tables import NO_BASELINE, NO_GATES, NO_MEASURED, NOT_EXPORTED, STATUS
 
 NAMES = ("tiny", "mid", "big")
@@ -32,12 +33,21 @@ def _arch(i: int, variant: int = 0) -> dict[str, Any]:
 
 
 def _parity(ok: bool) -> dict[str, float | int | None]:
+    worst = 3.1e-6 if ok else 0.02
     return {
         "n": 64,
+        "top1_reference": 0.9,
+        "top1_artifact": 0.9 if ok else 0.89,
         "top1_agreement": 1.0 if ok else 0.984375,
-        "max_abs": 3.1e-6 if ok else 0.02,
+        "negative_flips": 0 if ok else 1,
+        "positive_flips": 0,
+        "max_abs": worst,
         "mean_abs": 1e-6,
-        "min_atol": 3.1e-6 if ok else 0.02,
+        "p99_abs": worst,
+        "max_rel": worst,
+        "mean_rel": 1e-6,
+        "p99_rel": worst,
+        "min_atol": worst,
     }
 
 
@@ -49,6 +59,7 @@ def _artifact(fmt: str, status: str) -> dict[str, Any]:
         "sha256": "ab" * 32 if exported else None,
         "status": status,
         "parity": _parity(status == "passed") if status in ("passed", "parity_failed") else None,
+        "atol": 1e-4,
         "seconds": 1.25,
         "detail": f"<b>{status}</b> detail",
     }
@@ -87,7 +98,11 @@ def _release(root: Path, extras: bool = True) -> FamilyManifest:
     """A 3-member release; ``extras`` adds baseline, artifacts, measured latency and gates."""
     members = [_member(i, n, TOP1[n], extras) for i, n in enumerate(NAMES)]
     baseline = None
-    summary: dict[str, Any] = {"family": {"mean_top1": 85.203, "mean_pairwise_nfr": 1.5366}}
+    summary: dict[str, Any] = {
+        "family": {"mean_top1": 85.203, "mean_pairwise_nfr": 1.5366},
+        "build_seconds": 12.5,
+        "evaluations": {"run": 40, "cache_hits": 2},
+    }
     more: dict[str, Any] = {}
     if extras:
         b_members = [_member(i, n, BASE_TOP1[n], False, 1) for i, n in enumerate(NAMES)]
@@ -117,11 +132,16 @@ def _release(root: Path, extras: bool = True) -> FamilyManifest:
             "pairwise": _pairs(NFR),
             "baseline": baseline,
             "summary": summary,
-            "search": {"population": 8},
+            "search": {"population": 8, "evaluation": {}, "search_images": 100, "calib_images": 50},
             "inputs": {
                 "config": "family.yaml",
                 "config_sha256": "c0" * 32,
+                "supernet": "supernet.safetensors",
+                "supernet_sha256": "5e" * 32,
+                "data": "fashion-mnist",
+                "data_fingerprint": "da" * 32,
                 "tables": {"tables/cpu.json": "7a" * 32},
+                "targets": {n: "cpu.yaml" for n in NAMES},
             },
             **more,
         }

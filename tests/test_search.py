@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from famc.errors import FamcError
-from famc.search.cache import ResultCache, result_key
+from famc.evaluate.cache import ResultCache, result_key
+from famc.progress import Reporter
 from famc.search.evolution import Constraint, EvolutionSettings, Score, evolve
 from famc.search.family import MemberSpec, search_family
 from famc.space import flops, get_space
@@ -30,7 +31,7 @@ def fake_fitness(arch) -> Score:
 
 def test_budget_respected_and_best_is_best_of_trace():
     best, trace = evolve(SPACE, fake_fitness, mflops(4.0), [], SMALL, random.Random(0),
-                         progress=False)  # fmt: skip
+                         reporter=Reporter("off"))  # fmt: skip
     assert all(c.cost <= 4.0 for c in trace)
     assert best.score.reward == max(c.score.reward for c in trace)
     assert len({c.arch for c in trace}) == len(trace)  # each architecture evaluated once
@@ -41,7 +42,9 @@ def test_budget_respected_and_best_is_best_of_trace():
 
 def test_deterministic_for_a_seed():
     runs = [
-        evolve(SPACE, fake_fitness, mflops(4.0), [], SMALL, random.Random(5), progress=False)
+        evolve(
+            SPACE, fake_fitness, mflops(4.0), [], SMALL, random.Random(5), reporter=Reporter("off")
+        )
         for _ in range(2)
     ]
     assert [c.arch for c in runs[0][1]] == [c.arch for c in runs[1][1]]
@@ -51,14 +54,16 @@ def test_cas_holds_for_every_candidate():
     ref = SPACE.sample_containing(SPACE.smallest(), random.Random(1))
     budget = flops(SPACE, ref) / 1e6 * 1.8
     best, trace = evolve(SPACE, fake_fitness, mflops(budget, "server"), [ref], SMALL,
-                         random.Random(2), progress=False)  # fmt: skip
+                         random.Random(2), reporter=Reporter("off"))  # fmt: skip
     assert trace and all(SPACE.contains(ref, c.arch) for c in trace)
 
 
 def test_infeasible_budget_fails_clearly():
     smallest = flops(SPACE, SPACE.smallest()) / 1e6
     with pytest.raises(FamcError, match=rf"no architecture of `fashion-mbv3` fits edge's 0.50 MFLOPs: the smallest predicts {smallest:.2f} MFLOPs"):  # fmt: skip
-        evolve(SPACE, fake_fitness, mflops(0.5), [], SMALL, random.Random(0), progress=False)
+        evolve(
+            SPACE, fake_fitness, mflops(0.5), [], SMALL, random.Random(0), reporter=Reporter("off")
+        )
 
 
 def test_nearly_infeasible_budget_stops_after_max_tries():
@@ -66,7 +71,7 @@ def test_nearly_infeasible_budget_stops_after_max_tries():
     settings = EvolutionSettings(population=12, generations=1, max_tries=50)
     with pytest.raises(FamcError, match="no admissible initial architecture in 50 tries"):
         evolve(SPACE, fake_fitness, mflops(smallest + 1e-6), [], settings, random.Random(0),
-               progress=False)  # fmt: skip
+               reporter=Reporter("off"))  # fmt: skip
 
 
 def test_family_members_nest_and_budget_order_is_checked():
@@ -82,20 +87,20 @@ def test_family_members_nest_and_budget_order_is_checked():
     specs = [MemberSpec("edge", mflops(3.0)), MemberSpec("server", mflops(6.0, "server")),
              MemberSpec("cloud", mflops(12.0, "cloud"))]  # fmt: skip
     fam = search_family(SPACE, specs, correct, SMALL, regnas=True, lambda1=1, lambda2=1,
-                        reference="below", seed=0, progress=False)  # fmt: skip
+                        reference="below", seed=0, reporter=Reporter("off"))  # fmt: skip
     assert [m.contains for m in fam] == [None, "edge", "server"]
     for lo, hi in zip(fam, fam[1:], strict=False):
         assert SPACE.contains(lo.best.arch, hi.best.arch)
     assert fam[1].best.score.nfr is not None
     base = search_family(SPACE, specs, correct, SMALL, regnas=False, lambda1=1, lambda2=1,
-                         reference="below", seed=0, progress=False)  # fmt: skip
+                         reference="below", seed=0, reporter=Reporter("off"))  # fmt: skip
     assert base[0].best.arch == fam[0].best.arch  # same R0 search for the smallest
     assert all(m.contains is None for m in base)
 
     too_small = [MemberSpec("edge", mflops(6.0)), MemberSpec("server", mflops(2.0, "server"))]
     with pytest.raises(FamcError, match="server's budget 2.00 MFLOPs cannot hold edge's model"):
         search_family(SPACE, too_small, correct, SMALL, regnas=True, lambda1=1, lambda2=1,
-                      reference="below", seed=0, progress=False)  # fmt: skip
+                      reference="below", seed=0, reporter=Reporter("off"))  # fmt: skip
 
 
 def test_result_cache_round_trip_and_survives_torn_line(tmp_path):

@@ -61,7 +61,7 @@ def test_extracted_weights_are_copies(fashion):
     sub = net.extract(space.largest())
     before = net.first_conv.conv.weight.clone()
     with torch.no_grad():
-        sub.stem[0].weight.add_(1.0)
+        sub.layers[0].conv.weight.add_(1.0)
     assert torch.equal(net.first_conv.conv.weight, before)
 
 
@@ -110,8 +110,8 @@ def test_bn_conventions(fashion):
     space, net = fashion
     arch = space.largest()
     batches = _batches(0)
-    first_bn = lambda m: m.stem[1]  # noqa: E731 - its input is the stem conv output, easy to recompute
-    conv_out = [net.extract(arch).stem[0](b) for b in batches]
+    first_bn = lambda m: m.layers[0].bn  # noqa: E731 - its input is the stem conv output, easy to recompute
+    conv_out = [net.extract(arch).layers[0].conv(b) for b in batches]
 
     ofa = first_bn(recalibrate(net.extract(arch), batches, "ofa"))
     n = torch.tensor([len(b) for b in batches], dtype=torch.float64)

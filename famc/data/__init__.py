@@ -8,9 +8,14 @@ index tensors directly and call :func:`to_input` per batch. The split rule is do
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from famc.data.fashion import FASHION_CLASSES, load_fashion_mnist, read_idx
 from famc.data.folder import load_image_folder
+from famc.data.preprocessing import METADATA_KEY, Preprocessing
 from famc.data.splits import (
     DEFAULT_CALIB_SIZE,
     DEFAULT_SEARCH_SIZE,
@@ -22,14 +27,18 @@ from famc.data.splits import (
     to_input,
 )
 from famc.errors import FamcError
+from famc.io import Strict, known
 
 __all__ = [
     "DATASETS",
+    "DataConfig",
     "DEFAULT_CALIB_SIZE",
     "DEFAULT_SEARCH_SIZE",
     "FASHION_CLASSES",
+    "METADATA_KEY",
     "DataSplits",
     "ImageSet",
+    "Preprocessing",
     "channel_stats",
     "load_dataset",
     "load_fashion_mnist",
@@ -40,9 +49,44 @@ __all__ = [
     "to_input",
 ]
 
-DATASETS: tuple[str, ...] = ("fashion-mnist", "folder")
 _FOLDER_DEFAULT_IMAGE_SIZE = 32
 _FOLDER_DEFAULT_CHANNELS = 3
+
+#: A dataset reader: ``(root, image_size, channels, download) -> (classes, pool, test, origin)``.
+Reader = Callable[
+    [str | os.PathLike[str] | None, int | None, int | None, bool],
+    tuple[tuple[str, ...], ImageSet, ImageSet, str],
+]
+
+
+def _fashion(
+    root: str | os.PathLike[str] | None, image_size: int | None, channels: int | None,
+    download: bool,
+) -> tuple[tuple[str, ...], ImageSet, ImageSet, str]:  # fmt: skip
+    if image_size not in (None, 28) or channels not in (None, 1):
+        raise FamcError(
+            f"fashion-mnist is 28x28 grayscale; got image_size={image_size}, "
+            f"channels={channels}: drop them and resize at feed time with to_input()"
+        )
+    pool, test, directory = load_fashion_mnist(root, download=download)
+    return FASHION_CLASSES, pool, test, str(directory)
+
+
+def _folder(
+    root: str | os.PathLike[str] | None, image_size: int | None, channels: int | None,
+    download: bool,
+) -> tuple[tuple[str, ...], ImageSet, ImageSet, str]:  # fmt: skip
+    if root is None:
+        raise FamcError("dataset 'folder' needs root=<dir> holding <class_name>/ image folders")
+    classes, pool, test = load_image_folder(
+        root,
+        image_size=_FOLDER_DEFAULT_IMAGE_SIZE if image_size is None else image_size,
+        channels=_FOLDER_DEFAULT_CHANNELS if channels is None else channels,
+    )
+    return classes, pool, test, str(root)
+
+
+DATASETS: dict[str, Reader] = {"fashion-mnist": _fashion, "folder": _folder}
 
 
 def load_dataset(
@@ -64,34 +108,26 @@ def load_dataset(
     (default 32 / 3); Fashion-MNIST is natively 28×28×1 — resize at feed time with :func:`to_input`.
     """
     key = name.strip().lower().replace("_", "-") if isinstance(name, str) else name
-    if key == "fashion-mnist":
-        if image_size not in (None, 28) or channels not in (None, 1):
-            raise FamcError(
-                f"fashion-mnist is 28x28 grayscale; got image_size={image_size}, "
-                f"channels={channels}: drop them and resize at feed time with to_input()"
-            )
-        pool, test, directory = load_fashion_mnist(root, download=download)
-        classes: tuple[str, ...] = FASHION_CLASSES
-        origin = str(directory)
-    elif key == "folder":
-        if root is None:
-            raise FamcError("dataset 'folder' needs root=<dir> holding <class_name>/ image folders")
-        classes, pool, test = load_image_folder(
-            root,
-            image_size=_FOLDER_DEFAULT_IMAGE_SIZE if image_size is None else image_size,
-            channels=_FOLDER_DEFAULT_CHANNELS if channels is None else channels,
-        )
-        origin = str(root)
-    else:
+    if key not in DATASETS:
         raise FamcError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    classes, pool, test, origin = DATASETS[key](root, image_size, channels, download)
+    return make_splits(name=str(key), classes=classes, pool=pool, test=test,
+                       search_size=search_size, calib_size=calib_size, seed=seed,
+                       origin=origin)  # fmt: skip
 
-    return make_splits(
-        name=str(key),
-        classes=classes,
-        pool=pool,
-        test=test,
-        search_size=search_size,
-        calib_size=calib_size,
-        seed=seed,
-        origin=origin,
-    )
+
+class DataConfig(Strict):
+    """The ``data:`` section of every config: which dataset, and how it is split."""
+
+    name: Annotated[str, AfterValidator(known(DATASETS, "dataset"))] = "fashion-mnist"
+    root: str | None = None
+    search_size: int | None = None
+    calib_size: int | None = None
+    seed: int = 0
+    image_size: int | None = None
+    channels: int | None = None
+
+    def load(self) -> DataSplits:
+        return load_dataset(self.name, self.root, search_size=self.search_size,
+                            calib_size=self.calib_size, seed=self.seed,
+                            image_size=self.image_size, channels=self.channels)  # fmt: skip

@@ -12,18 +12,17 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from famc import io as _fs
+from famc.data.preprocessing import METADATA_KEY, Preprocessing
 from famc.errors import FamcError
-from famc.export.meta import METADATA_KEY, Preprocessing
 from famc.export.onnx import INPUT_NAME, OUTPUT_NAME
 
-Precision = Literal["fp32", "fp16"]
 _INSTALL_HINT = "pip install 'famc[coreml]'"
 
 
@@ -45,7 +44,7 @@ def export_coreml(
     model: nn.Module,
     path: Path,
     pre: Preprocessing,
-    precision: Precision = "fp32",
+    precision: str = "fp32",
     max_batch: int = 64,
 ) -> Path:
     """Trace ``model`` and save an ML Program ``.mlpackage`` with batch 1..``max_batch``."""

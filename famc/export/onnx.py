@@ -6,6 +6,7 @@ builds from and what ``famc verify`` can always re-check.
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
@@ -15,13 +16,33 @@ import torch
 from torch import Tensor, nn
 
 from famc import io as _fs
+from famc.data.preprocessing import METADATA_KEY, Preprocessing
 from famc.errors import FamcError
-from famc.export.meta import METADATA_KEY, Preprocessing
 from famc.export.parity import Parity, parity, torch_logits
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 _PROTOBUF_LIMIT = 2**31 - 1  # a single .onnx file cannot exceed protobuf's 2 GiB
+
+
+def onnx_model(model: nn.Module, example: Tensor, opset: int = 17) -> onnx.ModelProto:
+    """The one ONNX export every caller uses (member artifacts and latency-timing graphs alike):
+    TorchScript exporter, ``input``/``logits`` names, a dynamic batch axis, constant folding."""
+    buf = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # legacy-exporter deprecation notices, by choice
+        torch.onnx.export(
+            model,
+            (example,),
+            buf,  # type: ignore[arg-type]  # file-like objects are accepted
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,  # TorchScript exporter: 0.8 s vs ~20 s, same graph for static CNNs
+        )
+    return onnx.load_from_string(buf.getvalue())
 
 
 def export_onnx(model: nn.Module, path: Path, pre: Preprocessing, opset: int = 17) -> Path:
@@ -45,24 +66,12 @@ def export_onnx(model: nn.Module, path: Path, pre: Preprocessing, opset: int = 1
                 f"model outputs shape {tuple(out.shape[1:])} per sample but preprocessing lists "
                 f"{pre.num_classes} class_names; they must match"
             )
-        with _fs.atomic_path(path) as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # legacy-exporter deprecation notices, by choice
-            torch.onnx.export(
-                model,
-                (dummy,),
-                str(tmp),
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=opset,
-                do_constant_folding=True,
-                dynamo=False,  # TorchScript exporter: 0.8 s vs ~20 s, same graph for static CNNs
-            )
-            proto = onnx.load(str(tmp), load_external_data=True)
-            _finalize(proto, pre)
-            data = proto.SerializeToString()
-            if len(data) > _PROTOBUF_LIMIT:
-                raise FamcError(f"{path}: model is {len(data) / 2**30:.1f} GiB, over ONNX's 2 GiB")
+        proto = onnx_model(model, dummy, opset)
+        _finalize(proto, pre)
+        data = proto.SerializeToString()
+        if len(data) > _PROTOBUF_LIMIT:
+            raise FamcError(f"{path}: model is {len(data) / 2**30:.1f} GiB, over ONNX's 2 GiB")
+        with _fs.atomic_path(path) as tmp:
             tmp.write_bytes(data)
             _check(tmp)
     finally:

@@ -37,7 +37,7 @@ class Parity(BaseModel):
     Accuracy and flip fields are ``None`` when no labels were given.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     n: int
     top1_reference: float | None

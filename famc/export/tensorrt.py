@@ -13,33 +13,17 @@ import os
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import Tensor
 
 from famc import io as _fs
+from famc.data.preprocessing import Preprocessing
 from famc.errors import FamcError
-from famc.export.meta import Preprocessing
-from famc.export.onnx import INPUT_NAME, OUTPUT_NAME, run_onnx
-from famc.export.parity import Parity, parity
+from famc.export.onnx import INPUT_NAME, OUTPUT_NAME
 
 SCRIPT_NAME = "trtexec.sh"
-
-
-class TensorRTResult(BaseModel):
-    """Outcome of :func:`export_tensorrt`; ``trtexec.sh`` is written in both cases for rebuilds."""
-
-    model_config = ConfigDict(frozen=True)
-
-    status: Literal["built", "deferred"]
-    engine_path: Path | None
-    script_path: Path
-    command: str
-    reason: str
-    versions: dict[str, str] = {}
-    parity: Parity | None = None
 
 
 def tensorrt_unavailable_reason() -> str | None:
@@ -79,96 +63,78 @@ def trtexec_command(
     )
 
 
-def export_tensorrt(
-    onnx_path: Path,
-    engine_path: Path,
-    pre: Preprocessing,
-    min_batch: int = 1,
-    opt_batch: int = 8,
-    max_batch: int = 64,
-    *,
-    inputs: Tensor | None = None,
-    reference_logits: Tensor | None = None,
-    labels: Tensor | None = None,
-) -> TensorRTResult:
-    """Build ``engine_path`` from ``onnx_path`` if TensorRT and CUDA are present, else defer.
-
-    With ``inputs``, a built engine is run and compared against ``reference_logits`` (PyTorch),
-    falling back to ONNX Runtime on the same ONNX file when no reference is given.
-    """
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    if not onnx_path.is_file():
-        raise FamcError(f"{onnx_path}: no such ONNX file; export ONNX first")
-    if not 1 <= min_batch <= opt_batch <= max_batch:
-        raise FamcError(
-            "need 1 <= min_batch <= opt_batch <= max_batch, "
-            f"got {min_batch}/{opt_batch}/{max_batch}"
-        )
-    script = onnx_path.parent / SCRIPT_NAME
-    cmd = trtexec_command(
-        onnx_path, engine_path, pre, min_batch, opt_batch, max_batch, cwd=onnx_path.parent
-    )
-    _fs.write_text(
-        script,
+def write_trtexec_script(
+    onnx_path: Path, engine_path: Path, pre: Preprocessing, batches: tuple[int, int, int]
+) -> Path:
+    """``trtexec.sh`` beside the ONNX file: the engine build for the deployment GPU host."""
+    cmd = trtexec_command(onnx_path, engine_path, pre, *batches, cwd=onnx_path.parent)
+    return _fs.write_text(
+        onnx_path.parent / SCRIPT_NAME,
         "#!/usr/bin/env sh\n"
         "# Build the TensorRT engine on the deployment GPU host (engines are GPU/TRT specific).\n"
         'set -eu\ncd "$(dirname "$0")"\n' + cmd + "\n",
         mode=0o755,
     )
-    reason = tensorrt_unavailable_reason()
-    if reason is not None:
-        return TensorRTResult(
-            status="deferred", engine_path=None, script_path=script, command=cmd, reason=reason
-        )
-    versions = _build_engine(onnx_path, engine_path, pre, min_batch, opt_batch, max_batch)
-    result_parity = None
-    if inputs is not None:
-        batches = list(inputs.split(max_batch))
-        ref = reference_logits if reference_logits is not None else run_onnx(onnx_path, batches)
-        result_parity = parity(ref, run_tensorrt(engine_path, batches), labels)
-    return TensorRTResult(
-        status="built",
-        engine_path=engine_path,
-        script_path=script,
-        command=cmd,
-        reason="built on this host",
-        versions=versions,
-        parity=result_parity,
+
+
+def export_tensorrt(
+    onnx_path: Path, engine_path: Path, pre: Preprocessing, batches: tuple[int, int, int]
+) -> Path:
+    """Build ``engine_path`` from ``onnx_path`` on this GPU (and write ``trtexec.sh`` beside it)."""
+    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    if not onnx_path.is_file():
+        raise FamcError(f"{onnx_path}: no such ONNX file; export ONNX first")
+    min_b, opt_b, max_b = batches
+    if not 1 <= min_b <= opt_b <= max_b:
+        raise FamcError(f"need 1 <= min_batch <= opt_batch <= max_batch, got {batches}")
+    write_trtexec_script(onnx_path, engine_path, pre, batches)
+    shapes = (pre.input_shape(min_b), pre.input_shape(opt_b), pre.input_shape(max_b))
+    _fs.write_bytes(engine_path, serialized_engine(onnx_path.read_bytes(), shapes))
+    return engine_path
+
+
+def engine_versions() -> str:
+    """TensorRT/CUDA/GPU of this host: an engine only runs where these match."""
+    import tensorrt as trt
+
+    major, minor = torch.cuda.get_device_capability()
+    return (
+        f"tensorrt {trt.__version__}, cuda {torch.version.cuda}, gpu "
+        f"{torch.cuda.get_device_name()}, compute capability {major}.{minor}"
     )
 
 
-def _build_engine(
-    onnx_path: Path, engine_path: Path, pre: Preprocessing, min_b: int, opt_b: int, max_b: int
-) -> dict[str, str]:
+def serialized_engine(onnx_bytes: bytes, shapes: tuple[tuple[int, ...], ...]) -> bytes:
+    """The one TensorRT builder: an fp32 engine (TF32 off) for the ONNX graph, with an
+    optimisation profile of ``(min, opt, max)`` input shapes."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # explicit batch is the only mode in TensorRT 10+
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse(onnx_bytes):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise FamcError(f"{onnx_path}: TensorRT cannot parse the ONNX graph: {errors}")
+        raise FamcError(f"TensorRT cannot parse the ONNX graph: {errors}")
     config = builder.create_builder_config()
     tf32 = getattr(trt.BuilderFlag, "TF32", None)
     if tf32 is not None:
         config.clear_flag(tf32)  # keep true fp32 so the 1e-4 parity gate is meaningful
     profile = builder.create_optimization_profile()
-    profile.set_shape(
-        INPUT_NAME, pre.input_shape(min_b), pre.input_shape(opt_b), pre.input_shape(max_b)
-    )
+    profile.set_shape(INPUT_NAME, *shapes)
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise FamcError(f"{onnx_path}: TensorRT engine build failed (see the TensorRT log)")
-    _fs.write_bytes(engine_path, bytes(serialized))
-    major, minor = torch.cuda.get_device_capability()
-    return {
-        "tensorrt": str(trt.__version__),
-        "cuda": str(torch.version.cuda),
-        "gpu": torch.cuda.get_device_name(),
-        "compute_capability": f"{major}.{minor}",
-    }
+        raise FamcError("TensorRT engine build failed (see the TensorRT log)")
+    return bytes(serialized)
+
+
+def build_engine(onnx_bytes: bytes, *shapes: tuple[int, ...]) -> Any:
+    """A deserialized engine (``serialized_engine`` loaded on this GPU), e.g. to time it."""
+    import tensorrt as trt
+
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    return runtime.deserialize_cuda_engine(serialized_engine(onnx_bytes, shapes))
 
 
 def run_tensorrt(engine_path: Path, batches: Iterable[Tensor] | Tensor) -> Tensor:

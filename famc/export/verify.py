@@ -6,26 +6,24 @@ mis-copied artifact) can be checked without the PyTorch model or training code.
 
 from __future__ import annotations
 
-import json
-import platform
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from famc import io as _fs
-from famc.errors import FamcError
-from famc.export.parity import DEFAULT_ATOL, parity, torch_logits
+from famc.errors import FamcError, format_validation_error
+from famc.export.formats import FORMATS, Format, format_of
+from famc.export.parity import Parity, parity, torch_logits
+from famc.export.records import ArtifactsManifest, artifact_records
 
 GOLDEN_NAME = "golden.safetensors"
 MANIFEST_NAME = "artifacts.json"
 VerifyStatus = Literal["passed", "parity_failed", "skipped", "error"]
-_FORMATS = {".onnx": "onnx", ".mlpackage": "coreml", ".engine": "tensorrt"}
 
 
 class VerifyResult(BaseModel):
@@ -36,7 +34,7 @@ class VerifyResult(BaseModel):
     artifact: str
     format: str
     status: VerifyStatus
-    parity: dict[str, float | int | None] | None = None
+    parity: Parity | None = None
     atol: float
     sha256: str | None = None
     seconds: float = 0.0
@@ -72,81 +70,58 @@ def read_golden(directory: Path) -> dict[str, Tensor]:
 
 def verify_dir(directory: Path, atol: float | None = None) -> list[VerifyResult]:
     """Re-run every artifact in a member dir that this host can run; tolerances come from the
-    export manifest when present (else ``atol`` / the fp32 default)."""
+    export manifest when present (else ``atol`` / the format's default)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FamcError(f"{directory}: not a directory")
     golden = read_golden(directory)
-    manifest = _read_manifest(directory)
+    manifest_path = directory / MANIFEST_NAME
+    records = {}
+    if manifest_path.is_file():
+        try:
+            manifest = ArtifactsManifest.model_validate_json(manifest_path.read_text())
+        except ValidationError as exc:
+            raise FamcError(
+                format_validation_error(manifest_path, exc, "invalid manifest")
+            ) from None
+        records = {r.format: r for r in artifact_records(manifest.artifacts)}
     artifacts = sorted(  # dot-names are in-flight temp files of an interrupted export
-        p for p in directory.iterdir() if p.suffix in _FORMATS and not p.name.startswith(".")
+        p for p in directory.iterdir() if format_of(p) and not p.name.startswith(".")
     )
     if not artifacts:
-        raise FamcError(f"{directory}: no .onnx, .mlpackage or .engine artifacts to verify")
+        suffixes = ", ".join(f.suffix for f in FORMATS.values())
+        raise FamcError(f"{directory}: no {suffixes} artifacts to verify")
     results = []
     for path in artifacts:
-        fmt = _FORMATS[path.suffix]
-        record = manifest.get("artifacts", {}).get(fmt, {})
-        tol = atol if atol is not None else float(manifest.get("atol", {}).get(fmt, DEFAULT_ATOL))
-        results.append(_verify_one(path, fmt, golden, tol, record.get("sha256")))
+        f = FORMATS[format_of(path) or ""]
+        record = records.get(f.name)
+        tol = atol if atol is not None else record.atol if record else f.atol("fp32")
+        results.append(_verify_one(path, f, golden, tol, record.sha256 if record else None))
     return results
 
 
-def _read_manifest(directory: Path) -> dict:
-    path = directory / MANIFEST_NAME
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise FamcError(f"{path}: not valid JSON ({e})") from e
-
-
-def _runner(fmt: str) -> Callable[[Path, list[Tensor]], Tensor]:
-    if fmt == "onnx":
-        from famc.export.onnx import run_onnx
-
-        return run_onnx
-    if fmt == "coreml":
-        from famc.export.coreml import run_coreml
-
-        return run_coreml
-    from famc.export.tensorrt import run_tensorrt
-
-    return run_tensorrt
-
-
-def _skip_reason(path: Path, fmt: str) -> str | None:
+def _skip_reason(path: Path, f: Format) -> str | None:
     """Why this host cannot run the artifact; CoreML still gets its structural check here."""
-    if fmt == "coreml":
-        from famc.export.coreml import can_predict_coreml, check_coreml, read_coreml_preprocessing
-
-        if not can_predict_coreml():
-            check_coreml(path, read_coreml_preprocessing(path))
-            return (
-                f"CoreML prediction needs macOS (this host is {platform.system()}); "
-                "structure checked"
-            )
-    if fmt == "tensorrt":
-        from famc.export.tensorrt import tensorrt_unavailable_reason
-
-        return tensorrt_unavailable_reason()
-    return None
+    why = f.cannot_run()
+    if why is not None and f.inspect is not None:
+        f.inspect(path)
+        return f"{why}; structure checked"
+    return why
 
 
 def _verify_one(
-    path: Path, fmt: str, golden: dict[str, Tensor], atol: float, expected_sha: str | None
+    path: Path, f: Format, golden: dict[str, Tensor], atol: float, expected_sha: str | None
 ) -> VerifyResult:
     sha = _fs.sha256_path(path)
-    base = {"artifact": path.name, "format": fmt, "atol": atol, "sha256": sha}
+    base = {"artifact": path.name, "format": f.name, "atol": atol, "sha256": sha}
     note = ""
     if expected_sha is not None and expected_sha != sha:
         note = "; sha256 differs from the export manifest"
     try:
-        if (why := _skip_reason(path, fmt)) is not None:
+        if (why := _skip_reason(path, f)) is not None:
             return VerifyResult(**base, status="skipped", detail=why + note)
         t0 = time.perf_counter()
-        logits = _runner(fmt)(path, [golden["input"]])
+        logits = f.run(path, [golden["input"]])
         seconds = time.perf_counter() - t0
         p = parity(golden["logits"], logits, golden.get("labels"))
     except FamcError as e:
@@ -161,7 +136,7 @@ def _verify_one(
     return VerifyResult(
         **base,
         status="passed" if ok else "parity_failed",
-        parity=p.to_dict(),
+        parity=p,
         seconds=seconds,
         detail=detail + note,
     )

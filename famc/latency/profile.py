@@ -26,19 +26,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import famc
 from famc.errors import FamcError
-from famc.latency.graphs import CallProbe, input_shape, layer_module
+from famc.latency.graphs import CallProbe, layer_module
 from famc.latency.runtimes import (
+    Runtime,
     Timer,
     check_runtime,
     device_info,
     make_timer,
     measuring,
-    runtime_version,
 )
 from famc.latency.signatures import all_signatures
 from famc.latency.stats import Robust, accuracy, robust
-from famc.latency.table import Entry, LatencyTable, Metadata, Runtime, Validation
-from famc.space import Arch, SearchSpace, get_space
+from famc.latency.table import Entry, LatencyTable, Metadata, Validation
+from famc.space import Arch, LayerSpec, SearchSpace, get_space
 from famc.supernet import build_supernet
 
 DEFAULT_WARMUP = 10  # untimed calls per graph: first runs allocate and fill caches
@@ -95,13 +95,7 @@ def run_profile(
     started = time.perf_counter()
     space = get_space(space) if isinstance(space, str) else space
     rt = check_runtime(runtime)
-    for name, value, least in (
-        ("threads", threads, 1), ("batch", batch, 1), ("warmup", warmup, 0), ("repeats", repeats, 4)
-    ):  # fmt: skip
-        if value < least:
-            raise FamcError(f"--{name} must be at least {least}, got {value}")
-    if validate == 1 or validate < 0:
-        raise FamcError(f"--validate needs 0 (off) or at least 2 sub-networks, got {validate}")
+    _check_counts(threads=threads, batch=batch, warmup=warmup, repeats=repeats, validate=validate)
     out = Path(out)
     fresh = _metadata(space, rt, threads, batch, warmup, repeats)
     table = _resume(out, fresh) if out.exists() else LatencyTable(metadata=fresh)
@@ -118,25 +112,11 @@ def run_profile(
         probes: list[float] = []
         n_chunks = math.ceil(len(todo) / CHUNK)
         for c in range(n_chunks):
-            chunk = todo[c::n_chunks]  # strided: every chunk mixes small and large layers
             bar.update(task, description=f"layers, chunk {c + 1}/{n_chunks}")
-            others = [s for s in signatures if s not in chunk]
-            # A resumed run may have only a few layers left: time them among measured ones so
-            # their calls still find the caches holding other layers' weights.
-            fillers = rng.sample(others, min(len(others), max(0, CHUNK - len(chunk))))
-            specs = [signatures[s] for s in chunk + fillers]
-            timers = [make_timer(rt, CallProbe(), (batch, 1), threads)] + [
-                make_timer(rt, layer_module(spec), input_shape(spec, batch), threads)
-                for spec in specs
-            ]
-            probe, *stats = _measure(timers, warmup, repeats, rng, advance, len(chunk))
-            probes.append(probe.mean)
-            for sig, st in zip(chunk, stats, strict=False):
-                table.entries[sig] = Entry(
-                    mean_ms=_ms(max(st.mean - probe.mean, 0.0)), std_ms=_ms(st.std), n=st.n
-                )
+            chunk = todo[c::n_chunks]  # strided: every chunk mixes small and large layers
+            probes.append(_measure_chunk(table, chunk, signatures, rt, threads, batch,
+                                         (warmup, repeats), rng, advance))  # fmt: skip
             table.metadata.call_overhead_ms = _ms(sorted(probes)[len(probes) // 2])
-            table.entries = dict(sorted(table.entries.items()))
             table.save(out)
         if validate:
             bar.update(task, description=f"validating on {validate} sub-networks")
@@ -148,6 +128,37 @@ def run_profile(
         if validate or not out.exists():
             table.save(out)
     return ProfileReport(table, out, todo, kept, time.perf_counter() - started)
+
+
+def _check_counts(**counts: int) -> None:
+    least = {"threads": 1, "batch": 1, "warmup": 0, "repeats": 4, "validate": 0}
+    for name, value in counts.items():
+        if value < least[name]:
+            raise FamcError(f"--{name} must be at least {least[name]}, got {value}")
+    if counts["validate"] == 1:
+        raise FamcError("--validate needs 0 (off) or at least 2 sub-networks, got 1")
+
+
+def _measure_chunk(table: LatencyTable, chunk: list[str], signatures: dict[str, LayerSpec],
+                   rt: Runtime, threads: int, batch: int, rounds: tuple[int, int],
+                   rng: random.Random, advance: Advance) -> float:  # fmt: skip
+    """Time the layers of ``chunk`` together (plus fillers) into ``table``; returns the chunk's
+    per-call cost."""
+    others = [s for s in signatures if s not in chunk]
+    # A resumed run may have only a few layers left: time them among measured ones so their calls
+    # still find the caches holding other layers' weights.
+    fillers = rng.sample(others, min(len(others), max(0, CHUNK - len(chunk))))
+    specs = [signatures[s] for s in chunk + fillers]
+    timers = [make_timer(rt, CallProbe(), (batch, 1), threads)] + [
+        make_timer(rt, layer_module(spec), spec.input_shape(batch), threads) for spec in specs
+    ]
+    probe, *stats = _measure(timers, *rounds, rng, advance, len(chunk))
+    for sig, st in zip(chunk, stats, strict=False):
+        table.entries[sig] = Entry(
+            mean_ms=_ms(max(st.mean - probe.mean, 0.0)), std_ms=_ms(st.std), n=st.n
+        )
+    table.entries = dict(sorted(table.entries.items()))
+    return probe.mean
 
 
 def sample_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
@@ -244,8 +255,8 @@ def _metadata(
     return Metadata(
         space=space.name,
         resolutions=list(space.preset.resolutions),
-        runtime=rt,
-        runtime_version=runtime_version(rt),
+        runtime=rt.name,
+        runtime_version=rt.version(),
         threads=threads,
         batch=batch,
         precision="fp32",

@@ -1,70 +1,131 @@
-"""Timing one graph on one runtime: a ``Timer`` runs ``k`` inferences and returns s/inference.
+"""The runtimes latency is measured on, as one registry, and timing one graph on one of them.
 
-Each runtime is set up as it would be deployed (ONNX Runtime with a dynamic batch axis and the
-default graph optimisations, PyTorch in inference mode with channels-last tensors), with the
-thread count fixed explicitly so a 1-thread and a 2-thread table really differ only in that.
+A ``Timer`` runs ``k`` inferences of one graph and returns seconds per inference. Each runtime is set
+up as it would be deployed (ONNX Runtime with the graph famc exports, PyTorch in inference mode with
+channels-last tensors), with the thread count fixed explicitly so a 1-thread and a 2-thread table
+really differ only in that.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import platform
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from famc.errors import FamcError
-from famc.latency.table import RUNTIMES, Device, Runtime
+from famc.export.onnx import INPUT_NAME, OUTPUT_NAME, onnx_model
+from famc.supernet.static import with_memory_format
 
 Timer = Callable[[int], float]
 
 
-def check_runtime(runtime: str) -> Runtime:
-    """Return ``runtime`` if it can run here, else say exactly what is missing."""
-    if runtime not in RUNTIMES:
-        raise FamcError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    rt: Runtime = runtime  # type: ignore[assignment]
-    missing: list[str] = []
-    if rt == "ort-cpu":
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            missing.append("onnxruntime is not installed (pip install onnxruntime)")
-    if rt == "tensorrt":
-        try:
-            import tensorrt  # noqa: F401
-        except (ImportError, OSError):
-            missing.append("tensorrt is not installed (pip install 'famc[tensorrt]')")
-    if rt in ("torch-cuda", "tensorrt") and not torch.cuda.is_available():
-        missing.append(
-            f"no CUDA GPU (torch.cuda.is_available() is False with torch {torch.__version__})"
-        )
+class Device(BaseModel):
+    """Where a table was measured; latency from another machine is a different table."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    cpu: str
+    platform: str
+    cores: int = Field(ge=1)
+    gpu: str | None = None
+
+
+def _missing_module(module: str, hint: str) -> list[str]:
+    try:
+        __import__(module)
+    except (ImportError, OSError):
+        return [f"{module} is not installed ({hint})"]
+    return []
+
+
+def _missing_cuda() -> list[str]:
+    if torch.cuda.is_available():
+        return []
+    return [f"no CUDA GPU (torch.cuda.is_available() is False with torch {torch.__version__})"]
+
+
+def _version(module: str) -> Callable[[], str]:
+    return lambda: str(__import__(module).__version__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One runtime: what it needs, its version, and how a graph is timed on it."""
+
+    name: str
+    gpu: bool
+    torch_threads: bool  # PyTorch itself runs the graph, so it gets the thread count under test
+    missing: Callable[[], list[str]]
+    version: Callable[[], str]
+    timer: Callable[[nn.Module, torch.Tensor, int], Timer]
+
+
+def _torch_timer(module: nn.Module, x: torch.Tensor, threads: int) -> Timer:
+    cuda = x.is_cuda
+    if x.dim() == 4:
+        module = with_memory_format(module, torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    def run(k: int) -> float:
+        with torch.inference_mode():
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(k):
+                module(x)
+            if cuda:
+                torch.cuda.synchronize()
+            return (time.perf_counter() - start) / k
+
+    return run
+
+
+def _cuda_timer(module: nn.Module, x: torch.Tensor, threads: int) -> Timer:
+    return _torch_timer(module.cuda(), x.cuda(), threads)
+
+
+def _ort_timer(module: nn.Module, x: torch.Tensor, threads: int) -> Timer:
+    return _OrtTimer(onnx_model(module, x).SerializeToString(), x, threads)
+
+
+def _trt_timer(module: nn.Module, x: torch.Tensor, threads: int) -> Timer:
+    return _TensorRTTimer(onnx_model(module, x).SerializeToString(), x)
+
+
+RUNTIMES: dict[str, Runtime] = {
+    "ort-cpu": Runtime("ort-cpu", False, False,
+                       lambda: _missing_module("onnxruntime", "pip install onnxruntime"),
+                       _version("onnxruntime"), _ort_timer),
+    "torch-cpu": Runtime("torch-cpu", False, True, lambda: [], lambda: str(torch.__version__),
+                         _torch_timer),
+    "torch-cuda": Runtime("torch-cuda", True, True, _missing_cuda,
+                          lambda: f"{torch.__version__} (CUDA {torch.version.cuda})", _cuda_timer),
+    "tensorrt": Runtime("tensorrt", True, False,
+                        lambda: _missing_module("tensorrt", "pip install 'famc[tensorrt]'")
+                        + _missing_cuda(), _version("tensorrt"), _trt_timer),
+}  # fmt: skip
+
+
+def check_runtime(name: str) -> Runtime:
+    """The runtime called ``name`` if it can run here, else say exactly what is missing."""
+    if name not in RUNTIMES:
+        raise FamcError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
+    rt = RUNTIMES[name]
+    missing = rt.missing()
     if missing:
         raise FamcError(
-            f"runtime {rt} cannot run on this host: {'; '.join(missing)}; "
+            f"runtime {name} cannot run on this host: {'; '.join(missing)}; "
             "use --runtime ort-cpu or torch-cpu, or profile on a host that has them"
         )
     return rt
-
-
-def runtime_version(runtime: Runtime) -> str:
-    if runtime == "ort-cpu":
-        import onnxruntime
-
-        return str(onnxruntime.__version__)
-    if runtime == "tensorrt":
-        import tensorrt
-
-        return str(tensorrt.__version__)
-    if runtime == "torch-cuda":
-        return f"{torch.__version__} (CUDA {torch.version.cuda})"
-    return str(torch.__version__)
 
 
 def device_info(runtime: Runtime) -> Device:
@@ -76,7 +137,7 @@ def device_info(runtime: Runtime) -> Device:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    gpu = torch.cuda.get_device_name() if runtime in ("torch-cuda", "tensorrt") else None
+    gpu = torch.cuda.get_device_name() if runtime.gpu else None
     return Device(cpu=cpu, platform=platform.platform(), cores=os.cpu_count() or 1, gpu=gpu)
 
 
@@ -89,7 +150,7 @@ def measuring(runtime: Runtime, threads: int, seed: int) -> Iterator[None]:
     random weights of the timed graphs reproducible without disturbing the caller's RNG.
     """
     before = torch.get_num_threads()
-    torch.set_num_threads(threads if runtime in ("torch-cpu", "torch-cuda") else 1)
+    torch.set_num_threads(threads if runtime.torch_threads else 1)
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -101,51 +162,7 @@ def measuring(runtime: Runtime, threads: int, seed: int) -> Iterator[None]:
 def make_timer(runtime: Runtime, module: nn.Module, shape: tuple[int, ...], threads: int) -> Timer:
     """A ``Timer`` for ``module`` on ``runtime`` with a fixed random input of ``shape``."""
     x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    module = module.eval()
-    if runtime == "ort-cpu":
-        return _OrtTimer(_onnx_bytes(module, x), x, threads)
-    if runtime == "tensorrt":
-        return _TensorRTTimer(_onnx_bytes(module, x), x)
-    if runtime == "torch-cuda":
-        module, x = module.cuda(), x.cuda()
-    if x.dim() == 4:
-        module = module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        x = x.contiguous(memory_format=torch.channels_last)
-    sync = torch.cuda.synchronize if runtime == "torch-cuda" else _noop
-
-    def run(k: int) -> float:
-        with torch.inference_mode():
-            sync()
-            start = time.perf_counter()
-            for _ in range(k):
-                module(x)
-            sync()
-            return (time.perf_counter() - start) / k
-
-    return run
-
-
-def _noop() -> None:
-    return None
-
-
-def _onnx_bytes(module: nn.Module, x: torch.Tensor) -> bytes:
-    """Exported as ``famc export`` does (TorchScript exporter, opset 17, dynamic batch axis)."""
-    buf = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # legacy-exporter deprecation notices
-        torch.onnx.export(
-            module,
-            (x,),
-            buf,  # type: ignore[arg-type]  # file-like objects are accepted
-            input_names=["input"],
-            output_names=["output"],
-            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
-            opset_version=17,
-            do_constant_folding=True,
-            dynamo=False,  # the dynamo exporter is ~25x slower and yields the same graph here
-        )
-    return buf.getvalue()
+    return runtime.timer(module.eval(), x, threads)
 
 
 class _OrtTimer:
@@ -162,8 +179,8 @@ class _OrtTimer:
         self.sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
         self.value = ort.OrtValue.ortvalue_from_numpy(x.numpy())
         self.binding = self.sess.io_binding()
-        self.binding.bind_ortvalue_input("input", self.value)
-        self.binding.bind_output("output")
+        self.binding.bind_ortvalue_input(INPUT_NAME, self.value)
+        self.binding.bind_output(OUTPUT_NAME)
 
     def __call__(self, k: int) -> float:
         run, binding = self.sess.run_with_iobinding, self.binding
@@ -177,33 +194,16 @@ class _TensorRTTimer:
     """A static-shape fp32 engine with its I/O buffers bound once, timed on its own stream."""
 
     def __init__(self, model: bytes, x: torch.Tensor) -> None:
-        import tensorrt as trt
+        from famc.export.tensorrt import build_engine
 
-        logger = trt.Logger(trt.Logger.WARNING)
-        builder = trt.Builder(logger)
-        network = builder.create_network(0)
-        parser = trt.OnnxParser(network, logger)
-        if not parser.parse(model):
-            errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise FamcError(f"TensorRT cannot parse a profiling graph: {errors}")
-        config = builder.create_builder_config()
-        tf32 = getattr(trt.BuilderFlag, "TF32", None)
-        if tf32 is not None:
-            config.clear_flag(tf32)  # fp32 tables time true fp32, as famc's engines run
-        profile = builder.create_optimization_profile()
-        profile.set_shape("input", tuple(x.shape), tuple(x.shape), tuple(x.shape))
-        config.add_optimization_profile(profile)
-        serialized = builder.build_serialized_network(network, config)
-        if serialized is None:
-            raise FamcError("TensorRT engine build failed for a profiling graph (see the log)")
-        self.engine = trt.Runtime(logger).deserialize_cuda_engine(serialized)
+        self.engine = build_engine(model, tuple(x.shape), tuple(x.shape), tuple(x.shape))
         self.context = self.engine.create_execution_context()
-        self.context.set_input_shape("input", tuple(x.shape))
+        self.context.set_input_shape(INPUT_NAME, tuple(x.shape))
         self.inp = x.cuda().contiguous()
-        shape = tuple(self.context.get_tensor_shape("output"))
+        shape = tuple(self.context.get_tensor_shape(OUTPUT_NAME))
         self.out = torch.empty(shape, device="cuda")
-        self.context.set_tensor_address("input", self.inp.data_ptr())
-        self.context.set_tensor_address("output", self.out.data_ptr())
+        self.context.set_tensor_address(INPUT_NAME, self.inp.data_ptr())
+        self.context.set_tensor_address(OUTPUT_NAME, self.out.data_ptr())
         self.stream = torch.cuda.Stream()
 
     def __call__(self, k: int) -> float:

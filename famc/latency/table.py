@@ -10,21 +10,19 @@ entry per line so a re-measurement diffs cleanly; the format is documented in
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shlex
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints
 
 from famc.errors import FamcError
+from famc.io import known, load_yaml, write_text
+from famc.latency.runtimes import RUNTIMES, Device
 from famc.latency.signatures import all_signatures
-from famc.space import Arch, SearchSpace, describe
+from famc.space import KINDS, Arch, SearchSpace, describe
 
-Runtime = Literal["ort-cpu", "torch-cpu", "torch-cuda", "tensorrt"]
-RUNTIMES: tuple[Runtime, ...] = ("ort-cpu", "torch-cpu", "torch-cuda", "tensorrt")
 Precision = Literal["fp32", "fp16", "int8"]
 SHOWN_MISSING = 3  # signatures are long; an error line names a few and counts the rest
 
@@ -32,7 +30,7 @@ _NonNegMs = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 _Signature = Annotated[
     str,
     StringConstraints(
-        pattern=r"^(stem|mbconv|final_expand|feature_mix|classifier):in\d+x\d+x\d+:out\d+x\d+x\d+"
+        pattern=rf"^({'|'.join(KINDS)}):in\d+x\d+x\d+:out\d+x\d+x\d+"
         r":mid\d+:k\d+:s\d+:skip[01]:se[01]:[a-z_]+:exp[01]$"
     ),
 ]
@@ -41,15 +39,6 @@ _Signature = Annotated[
 class _Strict(BaseModel):
     # strict: a hand-edited "0.5" string or a misspelt key is an error, not silently coerced.
     model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class Device(_Strict):
-    """Where the table was measured; latency from another machine is a different table."""
-
-    cpu: str
-    platform: str
-    cores: int = Field(ge=1)
-    gpu: str | None = None
 
 
 class Validation(_Strict):
@@ -69,7 +58,7 @@ class Metadata(_Strict):
     format: Literal[1] = 1  # bumped when the layout changes incompatibly
     space: str
     resolutions: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
-    runtime: Runtime
+    runtime: Annotated[str, AfterValidator(known(RUNTIMES, "runtime"))]
     runtime_version: str
     threads: int = Field(ge=1)
     batch: int = Field(ge=1)
@@ -116,24 +105,9 @@ class LatencyTable(_Strict):
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
         """Read and validate ``path``; any defect is one ``FamcError`` line naming the field."""
-        path = Path(path)
-        if not path.is_file():
-            raise FamcError(f"{path}: no such latency table; create it with `famc profile`")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise FamcError(f"{path}: not valid YAML{where}; re-measure or fix it") from None
-        if not isinstance(data, dict):
-            raise FamcError(f"{path}: a latency table is a mapping with metadata and entries")
-        try:
-            table = cls.model_validate(data)
-        except ValidationError as exc:
-            raise FamcError(
-                f"{path}: invalid latency table: {first_error(exc)}; fix the field or re-measure "
-                "with `famc profile`"
-            ) from None
+        table = load_yaml(
+            cls, path, "latency table", "fix the field or re-measure with `famc profile`"
+        )
         table._source = str(path)
         return table
 
@@ -148,15 +122,7 @@ class LatencyTable(_Strict):
             yaml.dump(part, Dumper=_Dumper, sort_keys=True, width=1000, allow_unicode=True)
             for part in (meta, entries)
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text(path, text)
         self._source = str(path)
         return path
 
@@ -227,17 +193,6 @@ class LatencyTable(_Strict):
         missing = self.missing(list(all_signatures(space)))
         if missing:
             self._raise_missing(missing, f"space {space.name}")
-
-
-def first_error(exc: ValidationError) -> str:
-    """The first pydantic error as ``loc: message (got value)``, plus how many others exist."""
-    errors = exc.errors()
-    err = errors[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "<root>"
-    got = err.get("input")
-    shown = f" (got {got!r})" if not isinstance(got, dict | list) else ""
-    more = f" (+{len(errors) - 1} more errors)" if len(errors) > 1 else ""
-    return f"{loc}: {err['msg']}{shown}{more}"
 
 
 class _Flow(dict[str, Any]):

@@ -1,31 +1,24 @@
 """Deployment targets: how a family member's cost is measured where it will run.
 
 A target names the runtime, precision and export formats of a deployment, and per search space
-either a latency table (cost = predicted ms) or an analytic ``budget`` metric (FLOPs / params).
-The budget *values* live in the family config; a target only says what they are measured in.
+either a latency table (cost = predicted ms) or an analytic ``budget`` cost model (MFLOPs / M
+params). The budget *values* live in the family config; a target only says what they are measured in.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from famc.cost import COST_MODELS, CostModel
 from famc.errors import FamcError
-from famc.latency.table import (
-    LatencyTable,
-    Precision,
-    Runtime,
-    default_table_path,
-    first_error,
-    profile_command,
-)
-from famc.space import Arch, SearchSpace, flops, params
-
-ExportFormat = Literal["onnx", "coreml", "tensorrt"]
-Metric = Literal["latency_ms", "flops", "params"]
+from famc.export.formats import FORMATS
+from famc.io import known, load_yaml
+from famc.latency.runtimes import RUNTIMES
+from famc.latency.table import LatencyTable, Precision, default_table_path, profile_command
+from famc.space import Arch, SearchSpace
 
 
 class Target(BaseModel):
@@ -35,18 +28,21 @@ class Target(BaseModel):
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")]
     description: str
-    runtime: Runtime
+    runtime: Annotated[str, AfterValidator(known(RUNTIMES, "runtime"))]
     threads: int = Field(ge=1)
     precision: Precision
-    export: list[ExportFormat] = Field(min_length=1)
+    export: list[Annotated[str, AfterValidator(known(FORMATS, "export format"))]] = Field(
+        min_length=1
+    )
     tables: dict[str, str] = {}  # space preset -> table path, relative to the target file
-    budget: Metric | None = None  # None: latency_ms where a table exists
+    # a COST_MODELS name; None: latency_ms where a table exists
+    budget: Annotated[str, AfterValidator(known(COST_MODELS, "cost model"))] | None = None
     _source: Path = PrivateAttr(default=Path("<target>"))
     _loaded: dict[str, LatencyTable] = PrivateAttr(default_factory=dict)
 
     @field_validator("export")
     @classmethod
-    def _unique(cls, v: list[ExportFormat]) -> list[ExportFormat]:
+    def _unique(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("export formats must not repeat")
         return v
@@ -55,25 +51,27 @@ class Target(BaseModel):
     def source(self) -> Path:
         return self._source
 
-    def metric(self, space: SearchSpace) -> Metric:
+    def cost_model(self, space: SearchSpace) -> CostModel:
         """What budgets for ``space`` are measured in on this target."""
-        if self.budget in ("flops", "params"):
-            return self.budget
+        if self.budget is not None and not COST_MODELS[self.budget].needs_table:
+            return COST_MODELS[self.budget]
         if space.name not in self.tables:
             reason = "budget latency_ms needs" if self.budget else "it has neither a budget nor"
             out = default_table_path(space.name, self.runtime, self.threads)
+            analytic = " or ".join(f"`budget: {n}`" for n, m in COST_MODELS.items()
+                                   if not m.needs_table)  # fmt: skip
             raise FamcError(
                 f"{self._source}: target {self.name} cannot cost space {space.name}: {reason} a "
                 f"latency table for it; measure one (`{self._command(space, out)}`) and add "
-                f"`tables: {{{space.name}: <path>}}`, or set `budget: flops` or `budget: params`"
+                f"`tables: {{{space.name}: <path>}}`, or set {analytic}"
             )
-        return "latency_ms"
+        return COST_MODELS["latency_ms"]
 
     def table(self, space: SearchSpace) -> LatencyTable:
         """The latency table for ``space``, checked to be measured the way this target runs."""
         if space.name in self._loaded:
             return self._loaded[space.name]
-        if self.metric(space) != "latency_ms":
+        if self.cost_model(space).name != "latency_ms":
             raise FamcError(
                 f"{self._source}: target {self.name} costs {space.name} by {self.budget}, "
                 "not by a latency table; remove `budget` to use its table"
@@ -98,34 +96,16 @@ class Target(BaseModel):
         return table
 
     def cost(self, arch: Arch, space: SearchSpace) -> float:
-        """``arch``'s cost in this target's metric for ``space`` (ms, MACs or parameters)."""
-        metric = self.metric(space)
-        if metric == "flops":
-            return float(flops(space, arch))
-        if metric == "params":
-            return float(params(space, arch))
-        return self.table(space).predict(arch, space)
+        """``arch``'s cost under this target's cost model for ``space``."""
+        model = self.cost_model(space)
+        return model.cost(space, arch, self.table(space) if model.needs_table else None)
 
     def _command(self, space: SearchSpace, out: str | Path) -> str:
         return profile_command(space.name, self.runtime, self.threads, out)
 
 
 def load_target(path: str | Path) -> Target:
-    """Read and validate a target file; defects are one ``FamcError`` naming file and field."""
-    path = Path(path)
-    if not path.is_file():
-        raise FamcError(f"{path}: no such target file; see targets/edge.yaml for the format")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        raise FamcError(f"{path}: not valid YAML; fix the syntax") from None
-    if not isinstance(data, dict):
-        raise FamcError(f"{path}: a target is a mapping (name, runtime, threads, ...)")
-    try:
-        target = Target.model_validate(data)
-    except ValidationError as exc:
-        raise FamcError(
-            f"{path}: invalid target: {first_error(exc)}; see targets/edge.yaml for the format"
-        ) from None
-    target._source = path
+    """Read and validate a target file; defects are one ``FamcError`` line naming file and field."""
+    target = load_yaml(Target, path, "target", "see targets/edge.yaml for the format")
+    target._source = Path(path)
     return target

@@ -1,4 +1,4 @@
-"""Release gates: pass/fail checks over a finished ``family.json``, for CI release pipelines.
+"""Release gates: pass/fail checks over a finished release, for CI release pipelines.
 
 Gates run on what the release contains (test-split metrics, export records, measured latency), so a
 failed gate always has its evidence in the same directory.
@@ -6,55 +6,79 @@ failed gate always has its evidence in the same directory.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from famc.config import GatesConfig
+from famc.export import ArtifactRecord, artifact_records
+from famc.metrics import Pair
+from famc.report.release import GateResult, MemberRecord
 
 
-def _gate(name: str, passed: bool, detail: str) -> dict[str, Any]:
-    return {"name": name, "passed": passed, "detail": detail}
+def _pair_gates(pairs: Sequence[Pair], g: GatesConfig) -> list[GateResult]:
+    if g.max_pairwise_nfr is None:
+        return []
+    return [
+        GateResult(
+            name=f"max_pairwise_nfr[{p.ref}→{p.target}]",
+            passed=p.nfr <= g.max_pairwise_nfr,
+            detail=f"NFR {p.nfr:.2f} % (limit {g.max_pairwise_nfr:g} %)",
+        )  # fmt: skip
+        for p in pairs
+    ]
 
 
-def check_gates(family: dict[str, Any], gates: GatesConfig) -> list[dict[str, Any]]:
-    """One result per configured gate and subject (pair, member or artifact)."""
-    out: list[dict[str, Any]] = []
-    if gates.max_pairwise_nfr is not None:
-        for pair in family["pairwise"]:
-            ok = pair["nfr"] <= gates.max_pairwise_nfr
-            out.append(_gate(f"max_pairwise_nfr[{pair['ref']}→{pair['target']}]", ok,
-                             f"NFR {pair['nfr']:.2f} % (limit {gates.max_pairwise_nfr:g} %)"))  # fmt: skip
-    if gates.min_top1 is not None:
-        for m in family["members"]:
-            limit = (
-                gates.min_top1.get(m["name"])
-                if isinstance(gates.min_top1, dict)
-                else gates.min_top1
-            )
-            if limit is not None:
-                out.append(_gate(f"min_top1[{m['name']}]", m["top1"] >= limit,
-                                 f"Top-1 {m['top1']:.2f} % (minimum {limit:g} %)"))  # fmt: skip
-    if gates.min_export_agreement is not None:
-        for m in family["members"]:
-            for fmt, rec in (m.get("artifacts") or {}).items():
-                if rec["status"] in ("deferred", "skipped"):
-                    continue
-                agreement = (rec.get("parity") or {}).get("top1_agreement")
-                ok = (
-                    rec["status"] == "passed"
-                    and agreement is not None
-                    and (agreement >= gates.min_export_agreement)
-                )
-                shown = "n/a" if agreement is None else f"{agreement:.4f}"
-                out.append(_gate(f"min_export_agreement[{m['name']}.{fmt}]", ok,
-                                 f"status {rec['status']}, agreement {shown} "
-                                 f"(minimum {gates.min_export_agreement:g})"))  # fmt: skip
-    if gates.latency_within_budget:
-        for m in family["members"]:
-            lat = m["latency_ms"]
-            if lat.get("budget") is None or lat.get("measured") is None:
-                continue
-            limit = lat["budget"] * (1 + gates.latency_tolerance_pct / 100)
-            out.append(_gate(f"latency_within_budget[{m['name']}]", lat["measured"] <= limit,
-                             f"measured {lat['measured']:.4f} ms (budget {lat['budget']:g} ms "
-                             f"+{gates.latency_tolerance_pct:g} %)"))  # fmt: skip
+def _top1_gates(members: Sequence[MemberRecord], g: GatesConfig) -> list[GateResult]:
+    out = []
+    for m in members:
+        limit = g.min_top1.get(m.name) if isinstance(g.min_top1, dict) else g.min_top1
+        if limit is not None:
+            out.append(GateResult(name=f"min_top1[{m.name}]", passed=m.top1 >= limit,
+                                  detail=f"Top-1 {m.top1:.2f} % (minimum {limit:g} %)"))  # fmt: skip
     return out
+
+
+def _export_gates(members: Sequence[MemberRecord], g: GatesConfig) -> list[GateResult]:
+    if g.min_export_agreement is None:
+        return []
+    out = []
+    for m in members:
+        records: list[ArtifactRecord] = [] if m.artifacts is None else artifact_records(m.artifacts)
+        for rec in records:
+            if rec.status in ("deferred", "skipped"):
+                continue
+            agreement = None if rec.parity is None else rec.parity.top1_agreement
+            ok = rec.status == "passed" and agreement is not None
+            ok = ok and agreement >= g.min_export_agreement  # type: ignore[operator]
+            shown = "n/a" if agreement is None else f"{agreement:.4f}"
+            out.append(GateResult(
+                name=f"min_export_agreement[{m.name}.{rec.format}]", passed=ok,
+                detail=f"status {rec.status}, agreement {shown} (minimum {g.min_export_agreement:g})",
+            ))  # fmt: skip
+    return out
+
+
+def _latency_gates(members: Sequence[MemberRecord], g: GatesConfig) -> list[GateResult]:
+    if not g.latency_within_budget:
+        return []
+    out = []
+    for m in members:
+        lat = m.latency_ms
+        if lat.budget is None or lat.measured is None:
+            continue
+        limit = lat.budget * (1 + g.latency_tolerance_pct / 100)
+        out.append(GateResult(name=f"latency_within_budget[{m.name}]", passed=lat.measured <= limit,
+                              detail=f"measured {lat.measured:.4f} ms (budget {lat.budget:g} ms "
+                                     f"+{g.latency_tolerance_pct:g} %)"))  # fmt: skip
+    return out
+
+
+def check_gates(
+    members: Sequence[MemberRecord], pairs: Sequence[Pair], gates: GatesConfig
+) -> list[GateResult]:
+    """One result per configured gate and subject (pair, member or artifact)."""
+    return [
+        *_pair_gates(pairs, gates),
+        *_top1_gates(members, gates),
+        *_export_gates(members, gates),
+        *_latency_gates(members, gates),
+    ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from famc.family import MemberRecord, PairRecord
+from famc.cost import COST_MODELS
+from famc.metrics import Pair
 from famc.report import tables as T
-from famc.report.data import COST_LABELS, Release, budget_kind, measured_ms
+from famc.report.data import Release, TracePoint, budget_kind
+from famc.report.release import MemberRecord
 from famc.report.svg import Series, heatmap, scatter
 
 REGNAS_COLOR, BASELINE_COLOR, TRACE_COLOR = "#1f6feb", "#d9822b", "#8c959f"
@@ -45,7 +47,7 @@ def _figure(svg: str, caption: str) -> str:
 def _heatmaps(release: Release) -> str:
     """Side-by-side NFR grids on one colour scale, so the two families compare at a glance."""
     m = release.manifest
-    families: list[tuple[str, Sequence[MemberRecord], Sequence[PairRecord]]] = [
+    families: list[tuple[str, Sequence[MemberRecord], Sequence[Pair]]] = [
         ("REG-NAS", m.members, m.pairwise)
     ]
     if m.baseline is not None:
@@ -104,37 +106,34 @@ def _search_charts(release: Release) -> str:
     baseline = {x.name: x for x in m.baseline.members} if m.baseline is not None else {}
     for member in m.members:
         trace = [p for p in release.trace if p.member == member.name]
-        if not trace:
-            continue
-        series = [
-            Series(
-                "evaluated",
-                [(p.cost, p.top1, "") for p in trace],
-                TRACE_COLOR,
-                radius=2.2,
-                opacity=0.45,
-            )
-        ]
-        chosen = [
-            ("baseline", "baseline", baseline.get(member.name), BASELINE_COLOR),
-            ("reg-nas", "REG-NAS", member, REGNAS_COLOR),
-        ]
-        for fam, label, record, color in chosen:
-            if record is None:
-                continue
-            hit = next((p for p in trace if p.family == fam and p.arch == record.arch), None)
-            if hit is not None:
-                point = (hit.cost, hit.top1, f"{label} {member.name}")
-                series.append(Series(label, [point], color, radius=5))
-        x_label = COST_LABELS.get(budget_kind(member) or "", "cost")
-        figures.append(
-            _figure(
-                scatter(series, x_label=x_label, y_label="search Top-1 (%)"),
-                f"{member.name}: {len(trace)} architectures evaluated while searching it "
-                f"(both families), on its own cost model.",
-            )
-        )
+        if trace:
+            figures.append(_member_search(member, baseline.get(member.name), trace))
     return f'<div class="charts">{"".join(figures)}</div>'
+
+
+def _member_search(member: MemberRecord, baseline: MemberRecord | None,
+                   trace: list[TracePoint]) -> str:  # fmt: skip
+    """Every architecture evaluated for one member, with the two families' choices marked."""
+    series = [Series("evaluated", [(p.cost, p.top1, "") for p in trace], TRACE_COLOR,
+                     radius=2.2, opacity=0.45)]  # fmt: skip
+    chosen = [
+        ("baseline", "baseline", baseline, BASELINE_COLOR),
+        ("reg-nas", "REG-NAS", member, REGNAS_COLOR),
+    ]
+    for fam, label, record, color in chosen:
+        if record is None:
+            continue
+        arch = record.arch.model_dump()
+        hit = next((p for p in trace if p.family == fam and p.arch == arch), None)
+        if hit is not None:
+            series.append(Series(label, [(hit.cost, hit.top1, f"{label} {member.name}")], color,
+                                 radius=5))  # fmt: skip
+    x_label = COST_MODELS[budget_kind(member)].label
+    return _figure(
+        scatter(series, x_label=x_label, y_label="search Top-1 (%)"),
+        f"{member.name}: {len(trace)} architectures evaluated while searching it "
+        f"(both families), on its own cost model.",
+    )
 
 
 def _latency(release: Release) -> str:
@@ -146,7 +145,7 @@ def _latency(release: Release) -> str:
     points = [
         (x.latency_ms.predicted, ms, x.name)
         for x in members
-        if (ms := measured_ms(x)) is not None and x.latency_ms.predicted is not None
+        if (ms := x.latency_ms.measured) is not None and x.latency_ms.predicted is not None
     ]
     if points:
         mape = 100 * sum(abs(p - ms) / ms for p, ms, _ in points) / len(points)

@@ -40,6 +40,70 @@ def _ticks(lo: float, hi: float, count: int = 5) -> list[float]:
     return [round(i * step, 12) for i in range(first, math.floor(hi / step) + 1)]
 
 
+@dataclass(frozen=True)
+class _Frame:
+    """Data domain → pixel mapping of one plot area."""
+
+    x0: float
+    x1: float
+    y0: float
+    y1: float
+    left: int = 52
+    top: int = 26
+    pw: int = 294
+    ph: int = 194
+
+    def sx(self, x: float) -> float:
+        return self.left + (x - self.x0) / (self.x1 - self.x0) * self.pw
+
+    def sy(self, y: float) -> float:
+        return self.top + (1 - (y - self.y0) / (self.y1 - self.y0)) * self.ph
+
+
+def _axes(f: _Frame, x_label: str, y_label: str, height: int) -> list[str]:
+    out = [f'<rect x="{f.left}" y="{f.top}" width="{f.pw}" height="{f.ph}" fill="none" '
+           'stroke="#d0d7de"/>']  # fmt: skip
+    bottom = f.top + f.ph
+    for t in _ticks(f.x0, f.x1):
+        out.append(
+            f'<line x1="{f.sx(t):.1f}" x2="{f.sx(t):.1f}" y1="{bottom}" y2="{bottom + 4}" '
+            f'stroke="#57606a"/><text x="{f.sx(t):.1f}" y="{bottom + 15}" '
+            f'text-anchor="middle">{t:g}</text>'
+        )
+    for t in _ticks(f.y0, f.y1):
+        out.append(
+            f'<line x1="{f.left - 4}" x2="{f.left}" y1="{f.sy(t):.1f}" y2="{f.sy(t):.1f}" '
+            f'stroke="#57606a"/><text x="{f.left - 6}" y="{f.sy(t) + 4:.1f}" '
+            f'text-anchor="end">{t:g}</text>'
+        )
+    out.append(f'<text x="{f.left + f.pw / 2}" y="{height - 6}" text-anchor="middle">'
+               f"{escape(x_label)}</text>")  # fmt: skip
+    out.append(
+        f'<text transform="translate(12 {f.top + f.ph / 2}) rotate(-90)" text-anchor="middle">'
+        f"{escape(y_label)}</text>"
+    )
+    return out
+
+
+def _points(f: _Frame, s: Series) -> list[str]:
+    out = []
+    if s.line and len(s.points) > 1:
+        path = " ".join(f"{f.sx(x):.1f},{f.sy(y):.1f}" for x, y, _ in s.points)
+        out.append(f'<polyline points="{path}" fill="none" stroke="{s.color}" stroke-width="1.5"/>')
+    for x, y, label in s.points:
+        tip = f"<title>{escape(label)}</title>" if label else ""
+        out.append(
+            f'<circle cx="{f.sx(x):.1f}" cy="{f.sy(y):.1f}" r="{s.radius}" fill="{s.color}" '
+            f'fill-opacity="{s.opacity}">{tip}</circle>'
+        )
+        if s.show_labels:  # labels near the right edge go left of their point, not off-canvas
+            right_side = f.sx(x) > f.left + 0.8 * f.pw
+            anchor = 'text-anchor="end" ' if right_side else ""
+            lx = f.sx(x) - 6 if right_side else f.sx(x) + 6
+            out.append(f'<text {anchor}x="{lx:.1f}" y="{f.sy(y) - 5:.1f}">{escape(label)}</text>')
+    return out
+
+
 def scatter(
     series: Sequence[Series],
     *,
@@ -55,68 +119,26 @@ def scatter(
     if diagonal:
         xs = ys = xs + ys
     (x0, x1), (y0, y1) = _domain(xs), _domain(ys)
-    left, right, top, bottom = 52, 14, 26, 40
-    pw, ph = width - left - right, height - top - bottom
-
-    def sx(x: float) -> float:
-        return left + (x - x0) / (x1 - x0) * pw
-
-    def sy(y: float) -> float:
-        return top + (1 - (y - y0) / (y1 - y0)) * ph
-
+    f = _Frame(x0, x1, y0, y1, pw=width - 52 - 14, ph=height - 26 - 40)
     out = [
         f'<svg class="scatter" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
         f'{FONT} role="img" aria-label="{escape(f"{y_label} vs {x_label}")}">',
-        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#d0d7de"/>',
+        *_axes(f, x_label, y_label, height),
     ]
-    for t in _ticks(x0, x1):
-        out.append(
-            f'<line x1="{sx(t):.1f}" x2="{sx(t):.1f}" y1="{top + ph}" y2="{top + ph + 4}" '
-            f'stroke="#57606a"/><text x="{sx(t):.1f}" y="{top + ph + 15}" '
-            f'text-anchor="middle">{t:g}</text>'
-        )
-    for t in _ticks(y0, y1):
-        out.append(
-            f'<line x1="{left - 4}" x2="{left}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" '
-            f'stroke="#57606a"/><text x="{left - 6}" y="{sy(t) + 4:.1f}" '
-            f'text-anchor="end">{t:g}</text>'
-        )
-    out.append(
-        f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle">{escape(x_label)}</text>'
-    )
-    out.append(
-        f'<text transform="translate(12 {top + ph / 2}) rotate(-90)" text-anchor="middle">'
-        f"{escape(y_label)}</text>"
-    )
     if diagonal:
         lo, hi = max(x0, y0), min(x1, y1)
         out.append(
-            f'<line x1="{sx(lo):.1f}" y1="{sy(lo):.1f}" x2="{sx(hi):.1f}" y2="{sy(hi):.1f}" '
+            f'<line x1="{f.sx(lo):.1f}" y1="{f.sy(lo):.1f}" x2="{f.sx(hi):.1f}" y2="{f.sy(hi):.1f}" '
             'stroke="#8c959f" stroke-dasharray="4 3"><title>y = x</title></line>'
         )
-    legend_x = left
+    legend_x = f.left
     for s in series:
         out.append(
             f'<circle cx="{legend_x + 4}" cy="11" r="4" fill="{s.color}"/>'
             f'<text x="{legend_x + 11}" y="15">{escape(s.name)}</text>'
         )
         legend_x += 24 + 6 * len(s.name)
-        if s.line and len(s.points) > 1:
-            path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y, _ in s.points)
-            out.append(
-                f'<polyline points="{path}" fill="none" stroke="{s.color}" stroke-width="1.5"/>'
-            )
-        for x, y, label in s.points:
-            tip = f"<title>{escape(label)}</title>" if label else ""
-            out.append(
-                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="{s.radius}" fill="{s.color}" '
-                f'fill-opacity="{s.opacity}">{tip}</circle>'
-            )
-            if s.show_labels:  # labels near the right edge go left of their point, not off-canvas
-                right_side = sx(x) > left + 0.8 * pw
-                anchor = 'text-anchor="end" ' if right_side else ""
-                lx = sx(x) - 6 if right_side else sx(x) + 6
-                out.append(f'<text {anchor}x="{lx:.1f}" y="{sy(y) - 5:.1f}">{escape(label)}</text>')
+        out += _points(f, s)
     out.append("</svg>")
     return "\n".join(out)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from famc.family import FamilyManifest, MemberRecord, PairRecord
-from famc.report.data import artifacts, budget_text, gates, measured_ms
+from famc.export import ArtifactRecord, artifact_records
+from famc.metrics import Pair
+from famc.report.data import budget_text
+from famc.report.release import FamilyManifest, MemberRecord
 
 DASH = "–"
 #: Export status → (symbol, words); the symbols are what CI logs and PR comments are scanned for.
@@ -45,7 +46,7 @@ def status_text(status: str) -> str:
 def inputs_table(manifest: FamilyManifest) -> Table:
     """One row per input; nested maps (tables, targets) flatten to ``key: subkey``."""
     rows = []
-    for key, value in manifest.inputs.items():
+    for key, value in manifest.inputs.model_dump().items():
         if isinstance(value, dict):
             rows += [[f"{key}: {k}", str(v)] for k, v in value.items()]
         else:
@@ -55,21 +56,21 @@ def inputs_table(manifest: FamilyManifest) -> Table:
 
 def members_table(members: Sequence[MemberRecord]) -> Table:
     """The measured column appears only when a measurement exists, so it never reads all dashes."""
-    with_measured = any(measured_ms(m) is not None for m in members)
+    with_measured = any(m.latency_ms.measured is not None for m in members)
     headers = ["member", "target", "resolution", "Top-1 test (%)", "search Top-1 (%)"]
     headers += ["FLOPs (M)", "params (M)", "predicted latency (ms)", "budget"]
     headers += ["measured latency (ms)"] * with_measured + ["contains"]
     rows = []
     for m in members:
-        row = [m.name, m.target, str(m.arch.get("resolution", DASH)), f"{m.top1:.2f}"]
+        row = [m.name, m.target, str(m.arch.resolution), f"{m.top1:.2f}"]
         row += [f"{m.search_top1:.2f}", f"{m.flops / 1e6:.1f}", f"{m.params / 1e6:.2f}"]
-        row += [num(m.latency_ms.predicted, ".3f"), budget_text(m) or DASH]
-        row += [num(measured_ms(m), ".3f")] * with_measured + [m.contains or DASH]
+        row += [num(m.latency_ms.predicted, ".3f"), budget_text(m)]
+        row += [num(m.latency_ms.measured, ".3f")] * with_measured + [m.contains or DASH]
         rows.append(row)
     return Table(headers, rows)
 
 
-def nfr_matrix(members: Sequence[MemberRecord], pairs: Sequence[PairRecord]) -> Table:
+def nfr_matrix(members: Sequence[MemberRecord], pairs: Sequence[Pair]) -> Table:
     """Rows are the smaller (reference) member, columns the larger (target); cells are NFR %."""
     nfr = {(p.ref, p.target): p.nfr for p in pairs}
     names = [m.name for m in members]
@@ -81,19 +82,17 @@ def nfr_matrix(members: Sequence[MemberRecord], pairs: Sequence[PairRecord]) -> 
 
 def summary_table(manifest: FamilyManifest) -> Table:
     s = manifest.summary
-    sides = [("REG-NAS", s.get("family") or {})]
-    if manifest.baseline is not None:
-        sides.append(("baseline", s.get("baseline") or {}))
-    rows = [
-        [f"mean Top-1, {label} (%)", num(side.get("mean_top1"), ".2f")] for label, side in sides
-    ]
+    sides = [("REG-NAS", s.family)]
+    if s.baseline is not None:
+        sides.append(("baseline", s.baseline))
+    rows = [[f"mean Top-1, {label} (%)", f"{side.mean_top1:.2f}"] for label, side in sides]
     rows += [
-        [f"mean pairwise NFR, {label} (%)", num(side.get("mean_pairwise_nfr"), ".3f")]
+        [f"mean pairwise NFR, {label} (%)", f"{side.mean_pairwise_nfr:.3f}"]
         for label, side in sides
     ]
-    if manifest.baseline is not None:
-        rows.append(["NFR reduction vs baseline (%)", num(s.get("nfr_reduction_pct"), ".2f")])
-        rows.append(["Top-1 cost vs baseline (pp)", num(s.get("top1_cost"), ".3f")])
+    if s.baseline is not None:
+        rows.append(["NFR reduction vs baseline (%)", num(s.nfr_reduction_pct, ".2f")])
+        rows.append(["Top-1 cost vs baseline (pp)", num(s.top1_cost, ".3f")])
     return Table(["metric", "value"], rows)
 
 
@@ -101,7 +100,7 @@ def latency_table(members: Sequence[MemberRecord]) -> Table | None:
     """Prediction error per measured member; None when nothing was measured."""
     rows = []
     for m in members:
-        measured, predicted = measured_ms(m), m.latency_ms.predicted
+        measured, predicted = m.latency_ms.measured, m.latency_ms.predicted
         if measured is None:
             continue
         error = None if predicted is None else 100 * (predicted - measured) / measured
@@ -115,38 +114,24 @@ def export_table(members: Sequence[MemberRecord]) -> Table:
     headers += ["sha256", "seconds", "detail"]
     rows = []
     for m in members:
-        records = artifacts(m)
+        records: list[ArtifactRecord] = [] if m.artifacts is None else artifact_records(m.artifacts)
         if not records:
             rows.append([m.name, DASH, NOT_EXPORTED] + [""] * 6)
             continue
         for rec in records:
-            parity: dict[str, Any] = rec.get("parity") or {}
-            rows.append(
-                [
-                    m.name,
-                    str(rec.get("format", DASH)),
-                    status_text(str(rec.get("status"))),
-                    num(parity.get("top1_agreement"), ".4f"),
-                    num(parity.get("max_abs"), ".3g"),
-                    num(parity.get("min_atol"), ".3g"),
-                    (rec.get("sha256") or DASH)[:12],
-                    num(rec.get("seconds"), ".1f"),
-                    str(rec.get("detail", "")),
-                ]
-            )
+            p = rec.parity
+            rows.append([
+                m.name, rec.format, status_text(rec.status),
+                num(None if p is None else p.top1_agreement, ".4f"),
+                num(None if p is None else p.max_abs, ".3g"),
+                num(None if p is None else p.min_atol, ".3g"),
+                (rec.sha256 or DASH)[:12], num(rec.seconds, ".1f"), rec.detail,
+            ])  # fmt: skip
     return Table(headers, rows)
 
 
 def gates_table(manifest: FamilyManifest) -> Table | None:
-    found = gates(manifest)
-    if found is None:
+    if manifest.gates is None:
         return None
-    rows = [
-        [
-            str(g.get("name", DASH)),
-            "✅ passed" if g.get("passed") else "❌ failed",
-            str(g.get("detail", "")),
-        ]
-        for g in found
-    ]
+    rows = [[g.name, "✅ passed" if g.passed else "❌ failed", g.detail] for g in manifest.gates]
     return Table(["gate", "result", "detail"], rows)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
 from famc.errors import FamcError
+from famc.progress import Reporter
 from famc.space.arch import Arch
 from famc.space.space import SearchSpace
 
@@ -73,6 +73,80 @@ def cheapest(space: SearchSpace, refs: Sequence[Arch]) -> Arch:
     return Arch(ks=top.ks, e=top.e, resolution=min(space.preset.resolutions))
 
 
+@dataclass
+class _Evolution:
+    """One constrained evolutionary search: sampling, mutation and crossover that respect the
+    budget and CAS, and the trace of every architecture evaluated."""
+
+    space: SearchSpace
+    fitness: Callable[[Arch], Score]
+    constraint: Constraint
+    refs: Sequence[Arch]
+    settings: EvolutionSettings
+    rng: random.Random
+    title: str
+    trace: list[Candidate] = field(default_factory=list)
+    seen: dict[Arch, Candidate] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> Arch | None:
+        return self.refs[-1] if self.refs else None
+
+    def check_floor(self) -> float:
+        """The cheapest admissible cost, or a clear error when nothing fits the budget."""
+        c = self.constraint
+        floor_cost = c.cost(cheapest(self.space, self.refs))
+        if floor_cost > c.budget:
+            what = "the smallest" if not self.refs else "the smallest containing the member below"
+            raise FamcError(
+                f"no architecture of `{self.space.name}` fits {c.label}'s {c.describe(c.budget)}: "
+                f"{what} predicts {c.describe(floor_cost)} — raise the budget or pick a smaller "
+                "space"
+            )
+        return floor_cost
+
+    def draw(self, make: Callable[[], Arch], what: str) -> Arch:
+        """Rejection sampling with a cap: never an endless loop on a budget nothing fits."""
+        c, ref = self.constraint, self.ref
+        for _ in range(self.settings.max_tries):
+            arch = make()
+            if c.cost(arch) <= c.budget and (ref is None or self.space.contains(ref, arch)):
+                return arch
+        raise FamcError(
+            f"{self.title}: no admissible {what} in {self.settings.max_tries} tries under "
+            f"{c.label}'s {c.describe(c.budget)} — the budget leaves almost no room above "
+            f"{c.describe(self.check_floor())}; raise it or max_tries"
+        )
+
+    def sample(self) -> Arch:
+        ref = self.ref
+        return (
+            self.space.sample(self.rng)
+            if ref is None
+            else self.space.sample_containing(ref, self.rng)
+        )
+
+    def mutant(self, parents: Sequence[Candidate]) -> Arch:
+        parent, ref, p = self.rng.choice(parents).arch, self.ref, self.settings.mutate_prob
+        if ref is None:
+            return self.space.mutate(parent, self.rng, p)
+        return self.space.mutate_containing(ref, parent, self.rng, p)
+
+    def child(self, parents: Sequence[Candidate]) -> Arch:
+        a, b = self.rng.sample(list(parents), 2)
+        return self.space.crossover(a.arch, b.arch, self.rng)
+
+    def evaluate(self, arch: Arch, generation: int) -> Candidate:
+        for r in self.refs:  # CAS is asserted for every candidate, not assumed
+            if not self.space.contains(r, arch):
+                raise RuntimeError(f"CAS violated: {arch} does not contain {r}")
+        if arch not in self.seen:
+            self.seen[arch] = Candidate(arch, self.constraint.cost(arch), self.fitness(arch),
+                                        generation)  # fmt: skip
+            self.trace.append(self.seen[arch])
+        return self.seen[arch]
+
+
 def evolve(
     space: SearchSpace,
     fitness: Callable[[Arch], Score],
@@ -82,94 +156,32 @@ def evolve(
     rng: random.Random,
     *,
     title: str = "search",
-    progress: bool = True,
+    reporter: Reporter | None = None,
 ) -> tuple[Candidate, list[Candidate]]:
     """Best candidate and the trace of every evaluated one. ``refs`` must be nested, smallest
     first: containing the last one then implies containing them all (CAS is transitive)."""
-    floor = cheapest(space, refs)
-    floor_cost = constraint.cost(floor)
-    if floor_cost > constraint.budget:
-        what = "the smallest" if not refs else "the smallest containing the member below"
-        raise FamcError(
-            f"no architecture of `{space.name}` fits {constraint.label}'s "
-            f"{constraint.describe(constraint.budget)}: {what} predicts "
-            f"{constraint.describe(floor_cost)} — raise the budget or pick a smaller space"
-        )
-    ref = refs[-1] if refs else None
-
-    def admissible(arch: Arch) -> bool:
-        return constraint.cost(arch) <= constraint.budget and (
-            ref is None or space.contains(ref, arch)
-        )
-
-    def draw(make: Callable[[], Arch], what: str) -> Arch:
-        for _ in range(settings.max_tries):
-            arch = make()
-            if admissible(arch):
-                return arch
-        raise FamcError(
-            f"{title}: no admissible {what} in {settings.max_tries} tries under "
-            f"{constraint.label}'s {constraint.describe(constraint.budget)} — the budget leaves "
-            f"almost no room above {constraint.describe(floor_cost)}; raise it or max_tries"
-        )
-
-    trace: list[Candidate] = []
-    seen: dict[Arch, Candidate] = {}
-
-    def evaluate(arch: Arch, generation: int) -> Candidate:
-        for r in refs:  # CAS is asserted for every candidate, not assumed
-            if not space.contains(r, arch):
-                raise RuntimeError(f"CAS violated: {arch} does not contain {r}")
-        if arch not in seen:
-            seen[arch] = Candidate(arch, constraint.cost(arch), fitness(arch), generation)
-            trace.append(seen[arch])
-        return seen[arch]
-
-    def sample() -> Arch:
-        return space.sample(rng) if ref is None else space.sample_containing(ref, rng)
-
-    def mutate(parent: Arch) -> Arch:
-        if ref is None:
-            return space.mutate(parent, rng, settings.mutate_prob)
-        return space.mutate_containing(ref, parent, rng, settings.mutate_prob)
-
-    n_parents = max(2, round(settings.parent_ratio * settings.population))
-    n_mutants = round(settings.mutation_ratio * settings.population)
-    n_cross = max(0, settings.population - n_parents - n_mutants)
-    total = settings.population + settings.generations * (n_mutants + n_cross)
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("best reward {task.fields[best]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task(title, total=total, best="-")
+    ev = _Evolution(space, fitness, constraint, refs, settings, rng, title)
+    ev.check_floor()
+    s = settings
+    n_parents = max(2, round(s.parent_ratio * s.population))
+    n_mutants = round(s.mutation_ratio * s.population)
+    n_cross = max(0, s.population - n_parents - n_mutants)
+    total = s.population + s.generations * (n_mutants + n_cross)
+    with (reporter or Reporter("off")).task(title, total, best_reward="-") as task:
 
         def add(arch: Arch, generation: int) -> Candidate:
-            cand = evaluate(arch, generation)
-            best = max(c.score.reward for c in trace)
-            bar.update(task, advance=1, best=f"{best:.3f}")
+            cand = ev.evaluate(arch, generation)
+            task.advance(best_reward=f"{max(c.score.reward for c in ev.trace):.3f}")
             return cand
 
-        population = [add(draw(sample, "initial architecture"), 0)]
-        population += [
-            add(draw(sample, "initial architecture"), 0) for _ in range(settings.population - 1)
+        population = [
+            add(ev.draw(ev.sample, "initial architecture"), 0) for _ in range(s.population)
         ]
-        for g in range(1, settings.generations + 1):
+        for g in range(1, s.generations + 1):
             parents = sorted(population, key=lambda c: (-c.score.reward, c.arch))[:n_parents]
-
-            def mutant(parents: list[Candidate] = parents) -> Arch:
-                return mutate(rng.choice(parents).arch)
-
-            def cross(parents: list[Candidate] = parents) -> Arch:
-                a, b = rng.sample(parents, 2)
-                return space.crossover(a.arch, b.arch, rng)
-
-            children = [add(draw(mutant, "mutant"), g) for _ in range(n_mutants)]
-            children += [add(draw(cross, "crossover child"), g) for _ in range(n_cross)]
+            mutant, child = partial(ev.mutant, parents), partial(ev.child, parents)
+            children = [add(ev.draw(mutant, "mutant"), g) for _ in range(n_mutants)]
+            children += [add(ev.draw(child, "crossover child"), g) for _ in range(n_cross)]
             population = parents + children
-    best = min(trace, key=lambda c: (-c.score.reward, c.arch))
-    return best, trace
+    best = min(ev.trace, key=lambda c: (-c.score.reward, c.arch))
+    return best, ev.trace

@@ -16,6 +16,7 @@ import torch
 from famc.errors import FamcError
 from famc.metrics import nfr as nfr_rate
 from famc.metrics import reward, top1
+from famc.progress import Reporter
 from famc.search.evolution import Candidate, Constraint, EvolutionSettings, Score, evolve
 from famc.space.arch import Arch
 from famc.space.space import SearchSpace
@@ -46,7 +47,7 @@ def search_family(
     lambda2: float,
     reference: str,
     seed: int,
-    progress: bool,
+    reporter: Reporter,
 ) -> list[FoundMember]:
     """Search every member, smallest first. ``correct(arch)`` gives the search-split vector."""
     found: list[FoundMember] = []
@@ -77,6 +78,6 @@ def search_family(
         title = f"{'reg-nas' if regnas else 'baseline'} {spec.name} [{mode}]"
         rng = random.Random(f"{seed}:{i}:{spec.name}")
         best, trace = evolve(space, fitness, spec.constraint, refs, settings, rng, title=title,
-                             progress=progress)  # fmt: skip
+                             reporter=reporter)  # fmt: skip
         found.append(FoundMember(spec.name, best, found[-1].name if refs else None, trace))
     return found

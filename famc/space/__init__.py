@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 from famc.errors import FamcError
-from famc.space.arch import Arch
-from famc.space.layers import LayerSpec, describe, flops, params
-from famc.space.presets import PRESETS, Preset, StageSpec, make_divisible
+from famc.space.arch import Arch, ArchRecord
+from famc.space.layers import KINDS, LayerSpec, Slot, describe, flops, params, slots
+from famc.space.presets import PRESETS, LayerDef, Preset, StageSpec, make_divisible
 from famc.space.space import SearchSpace
 
 __all__ = [
+    "KINDS",
     "PRESETS",
     "Arch",
+    "ArchRecord",
+    "LayerDef",
     "LayerSpec",
     "Preset",
     "SearchSpace",
+    "Slot",
     "StageSpec",
     "describe",
     "flops",
     "get_space",
     "make_divisible",
     "params",
+    "slots",
 ]
 
 

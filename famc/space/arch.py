@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 
 @dataclass(frozen=True, order=True)
 class Arch:
@@ -45,3 +47,14 @@ class Arch:
             for ks, es in zip(self.ks, self.e, strict=True)
         )
         return f"r{self.resolution} [{stages}]"
+
+
+class ArchRecord(BaseModel):
+    """The JSON form of an ``Arch`` (``Arch.to_dict()``), as every file famc writes holds it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resolution: int
+    d: list[int]
+    ks: list[list[int]]
+    e: list[list[int]]

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from famc.errors import FamcError
-from famc.space.arch import Arch
+from famc.space.arch import Arch, ArchRecord
 from famc.space.presets import Preset
 
 
@@ -60,6 +60,16 @@ class SearchSpace:
         )
 
     # --- validation ----------------------------------------------------------------------------
+    def check_input(self, dataset: str, channels: int, num_classes: int, source: str) -> None:
+        """Refuse data the supernet cannot consume (channels) or classify (classes)."""
+        p = self.preset
+        if (channels, num_classes) != (p.in_channels, p.num_classes):
+            raise FamcError(
+                f"{source}: dataset {dataset} has {channels} channel(s) and {num_classes} classes "
+                f"but space {self.name} expects {p.in_channels} and {p.num_classes}: pick a "
+                "matching preset"
+            )
+
     def validate(self, arch: Arch) -> Arch:
         """Return ``arch`` or raise naming the first gene outside the space and its allowed values."""
         p = self.preset
@@ -92,8 +102,11 @@ class SearchSpace:
                     )
         return arch
 
-    def arch_from_dict(self, data: Mapping[str, Any]) -> Arch:
-        """Parse the ``Arch.to_dict()`` form (as read from JSON) and validate it against the space."""
+    def arch_from_dict(self, data: Mapping[str, Any] | ArchRecord) -> Arch:
+        """Parse the ``Arch.to_dict()`` form (as read from JSON, or as an ``ArchRecord``) and
+        validate it against the space."""
+        if isinstance(data, ArchRecord):
+            data = data.model_dump()
         try:
             ks = tuple(tuple(int(k) for k in stage) for stage in data["ks"])
             es = tuple(tuple(int(e) for e in stage) for stage in data["e"])

@@ -5,21 +5,26 @@ from __future__ import annotations
 from famc.space.space import SearchSpace
 from famc.supernet.bn import BN_CONVENTIONS, BNConvention, recalibrate
 from famc.supernet.checkpoint import load_checkpoint, save_checkpoint
-from famc.supernet.mbv3 import ElasticMBV3
-from famc.supernet.static import StaticMBV3
+from famc.supernet.elastic import BLOCKS
+from famc.supernet.network import ElasticNet, static_model
+from famc.supernet.static import StaticNet, fold_bn, with_memory_format
 
 __all__ = [
+    "BLOCKS",
     "BN_CONVENTIONS",
     "BNConvention",
-    "ElasticMBV3",
-    "StaticMBV3",
+    "ElasticNet",
+    "StaticNet",
     "build_supernet",
+    "fold_bn",
     "load_checkpoint",
     "recalibrate",
     "save_checkpoint",
+    "static_model",
+    "with_memory_format",
 ]
 
 
-def build_supernet(space: SearchSpace) -> ElasticMBV3:
+def build_supernet(space: SearchSpace) -> ElasticNet:
     """A randomly initialised supernet for ``space`` (load weights with ``load_checkpoint``)."""
-    return ElasticMBV3(space)
+    return ElasticNet(space)

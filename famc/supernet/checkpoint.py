@@ -1,10 +1,10 @@
 """Loading and saving supernet weights: famc ``.safetensors`` and Once-for-All ``.pth`` state dicts.
 
 OFA's own code renames keys between its static and dynamic layers (``.mobile_inverted_conv.`` →
-``.conv.``, ``.bn.bn.`` → ``.bn.``, ``.conv.conv.weight`` → ``.conv.weight``, ``.linear.linear.`` →
-``.linear.``); famc's layout is the normalised one, so every OFA variant maps onto it. A ``module.``
-prefix (DataParallel) and a ``{"state_dict": ...}`` wrapper are accepted too. ``.pth`` files
-are read with ``weights_only=True``: a checkpoint can never run code.
+``.conv.``, ``.bn.bn.`` → ``.bn.``, ...); famc's layout is the normalised one, and each preset lists
+the renames that map its reference implementation's spellings onto it
+(``Preset.checkpoint_renames``). A ``{"state_dict": ...}`` wrapper is accepted too. ``.pth``
+files are read with ``weights_only=True``: a checkpoint can never run code.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -20,25 +21,17 @@ from torch import nn
 
 from famc.errors import FamcError
 from famc.io import atomic_path
+from famc.space import Preset
 
-_OFA_RENAMES = (
-    (".mobile_inverted_conv.", ".conv."),
-    (".bn.bn.", ".bn."),
-    (".conv.conv.weight", ".conv.weight"),
-    (".linear.linear.", ".linear."),
-)
+if TYPE_CHECKING:
+    from famc.supernet.network import ElasticNet
 
 
-_OFA_BLOCK = re.compile(r"^blocks\.(\d+)\.conv\.")
-
-
-def normalise_key(key: str) -> str:
-    """Map any OFA spelling of a parameter name to famc's (famc's blocks have no residual wrapper,
-    so OFA's ``blocks.N.conv.`` is famc's ``blocks.N.``)."""
-    key = key.removeprefix("module.")
-    for old, new in _OFA_RENAMES:
-        key = key.replace(old, new)
-    return _OFA_BLOCK.sub(r"blocks.\1.", key)
+def normalise_key(key: str, preset: Preset) -> str:
+    """Map a reference implementation's spelling of a parameter name to famc's."""
+    for pattern, replacement in preset.checkpoint_renames:
+        key = re.sub(pattern, replacement, key)
+    return key
 
 
 def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -68,22 +61,22 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return dict(obj), {}
 
 
-def load_checkpoint(net: nn.Module, path: str | Path) -> dict[str, str]:
+def load_checkpoint(net: ElasticNet, path: str | Path) -> dict[str, str]:
     """Load OFA ``.pth`` or famc ``.safetensors`` weights into ``net``; returns file metadata.
 
     A checkpoint that does not fit names the first mismatched key with both shapes.
     """
     raw, meta = read_state_dict(path)
     want = net.state_dict()
-    space = getattr(net, "space", None)
-    if space is not None and meta.get("space") and meta["space"] != space.name:
+    space = net.space
+    if meta.get("space") and meta["space"] != space.name:
         raise FamcError(
             f"checkpoint {path} was trained for space {meta['space']!r}, not {space.name!r}: "
             f"use a supernet of preset {meta['space']!r} or another checkpoint"
         )
     state: dict[str, torch.Tensor] = {}
     for key, value in raw.items():
-        name = normalise_key(key)
+        name = normalise_key(key, space.preset)
         if name not in want:
             raise FamcError(
                 f"checkpoint {path} does not fit this supernet: unexpected key {key!r} "

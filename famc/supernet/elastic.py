@@ -1,11 +1,18 @@
-"""Elastic operators: weight-sharing layers that run any prefix of their channels and kernel.
+"""Elastic (weight-sharing) layers and blocks, each able to extract its static twin.
 
-Every operator stores its *largest* weight and slices it per call (OFA's dynamic layers). Parameter
-names follow Once-for-All's state dicts after its own key normalisation (``.conv.weight``,
-``.bn.weight``), so OFA checkpoints load without a conversion step.
+Every operator stores its *largest* weight and slices it per call (OFA's dynamic layers). A block
+kind is one elastic class here plus its static twin in ``famc.supernet.static``: the elastic block
+runs any ``LayerSpec`` its slot admits (``forward(x, spec)``) and ``extract(spec)`` returns the twin
+holding copies of exactly the weights that spec uses (OFA's ``get_active_subnet``, with explicit
+arguments instead of ``active_*`` attributes). Weights are handed over by attribute, never by key
+string, and extraction refuses to return a block with a weight left unfilled. Parameter names follow
+Once-for-All's normalised state dicts (``.conv.weight``, ``.bn.weight``), so OFA checkpoints load
+without a conversion step.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
@@ -13,20 +20,32 @@ import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
 from torch import nn
 
-from famc.space.layers import mid_channels, se_mid
+from famc.space.layers import LayerSpec, Slot, se_mid
 from famc.space.presets import KernelTransform
+from famc.supernet.static import (
+    Classifier,
+    Conv,
+    ConvBnAct,
+    FeatureMix,
+    FinalExpand,
+    MBConv,
+    activation,
+)
+from famc.supernet.static import SqueezeExcite as StaticSqueezeExcite
 
 
 def _world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def act_fn(name: str, x: torch.Tensor) -> torch.Tensor:
-    if name == "relu":
-        return F.relu(x)
-    if name == "h_swish":
-        return F.hardswish(x)
-    raise ValueError(f"unknown activation {name!r}")
+def fill(module: nn.Module, **tensors: torch.Tensor) -> None:
+    """Give ``module`` (built on the meta device) copies of ``tensors`` by attribute name."""
+    for name, value in tensors.items():
+        copy = value.detach().clone()
+        if isinstance(getattr(module, name), nn.Parameter):
+            setattr(module, name, nn.Parameter(copy))
+        else:
+            setattr(module, name, copy)
 
 
 class ElasticBatchNorm(nn.BatchNorm2d):
@@ -44,9 +63,10 @@ class ElasticBatchNorm(nn.BatchNorm2d):
         if c == self.num_features:
             return super().forward(x)
         training = self.training or not self.track_running_stats
+        assert self.running_mean is not None and self.running_var is not None
+        assert self.num_batches_tracked is not None
         if self.training and self.track_running_stats:
             self.num_batches_tracked.add_(1)
-        assert self.running_mean is not None and self.running_var is not None
         return F.batch_norm(
             x,
             self.running_mean[:c],
@@ -70,6 +90,7 @@ class ElasticBatchNorm(nn.BatchNorm2d):
         var = (total[c : 2 * c] / n - mean64 * mean64).float()
         mean = mean64.float()
         assert self.running_mean is not None and self.running_var is not None
+        assert self.num_batches_tracked is not None
         with torch.no_grad():
             m = self.momentum if self.momentum is not None else 0.1
             self.running_mean[:c].mul_(1 - m).add_(mean.detach(), alpha=m)
@@ -79,31 +100,30 @@ class ElasticBatchNorm(nn.BatchNorm2d):
         shift = self.bias[:c] - mean * scale
         return x * scale[None, :, None, None] + shift[None, :, None, None]
 
-    def active_state(self, c: int) -> dict[str, torch.Tensor]:
+    def fill_into(self, bn: nn.BatchNorm2d, c: int) -> None:
         assert self.running_mean is not None and self.running_var is not None
         assert self.num_batches_tracked is not None
-        return {
-            "weight": self.weight[:c],
-            "bias": self.bias[:c],
-            "running_mean": self.running_mean[:c],
-            "running_var": self.running_var[:c],
-            "num_batches_tracked": self.num_batches_tracked,
-        }
+        fill(bn, weight=self.weight[:c], bias=self.bias[:c], running_mean=self.running_mean[:c],
+             running_var=self.running_var[:c],
+             num_batches_tracked=self.num_batches_tracked)  # fmt: skip
 
 
-class PointwiseConv(nn.Module):
-    """1×1 convolution over a channel prefix, no bias (OFA's ``DynamicConv2d``)."""
+class ElasticConv2d(nn.Module):
+    """Dense k×k convolution from an input-channel prefix to an output-channel prefix, no bias
+    (OFA's ``DynamicConv2d``)."""
 
-    def __init__(self, in_c: int, out_c: int) -> None:
+    def __init__(self, in_c: int, out_c: int, kernel: int = 1, stride: int = 1) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.empty(out_c, in_c, 1, 1))
+        self.stride = stride
+        self.weight = nn.Parameter(torch.empty(out_c, in_c, kernel, kernel))
         nn.init.kaiming_normal_(self.weight, mode="fan_out")
 
-    def active_weight(self, out_c: int, in_c: int) -> torch.Tensor:
+    def active_weight(self, out_c: int, in_c: int, kernel: int) -> torch.Tensor:
         return self.weight[:out_c, :in_c].contiguous()
 
-    def forward(self, x: torch.Tensor, out_c: int) -> torch.Tensor:
-        return F.conv2d(x, self.active_weight(out_c, x.size(1)))
+    def forward(self, x: torch.Tensor, out_c: int, kernel: int) -> torch.Tensor:
+        w = self.active_weight(out_c, x.size(1), kernel)
+        return F.conv2d(x, w, None, self.stride, w.size(-1) // 2)
 
 
 class DepthwiseConv(nn.Module):
@@ -127,8 +147,8 @@ class DepthwiseConv(nn.Module):
             for big, small in zip(self.kernels[1:], self.kernels[:-1], strict=True):
                 self.register_parameter(f"{big}to{small}_matrix", nn.Parameter(torch.eye(small**2)))
 
-    def active_weight(self, channels: int, kernel: int) -> torch.Tensor:
-        w = self.weight[:channels]
+    def active_weight(self, out_c: int, in_c: int, kernel: int) -> torch.Tensor:
+        w = self.weight[:out_c]
         big = self.kernels[-1]
         if self.transform == "crop":
             start = (big - kernel) // 2
@@ -138,12 +158,21 @@ class DepthwiseConv(nn.Module):
                 break
             start = (src - dst) // 2
             centre = w[:, :, start : start + dst, start : start + dst].reshape(-1, dst * dst)
-            w = F.linear(centre, getattr(self, f"{src}to{dst}_matrix")).view(channels, 1, dst, dst)
+            w = F.linear(centre, getattr(self, f"{src}to{dst}_matrix")).view(out_c, 1, dst, dst)
         return w.contiguous()
 
-    def forward(self, x: torch.Tensor, kernel: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, out_c: int, kernel: int) -> torch.Tensor:
         c = x.size(1)
-        return F.conv2d(x, self.active_weight(c, kernel), None, self.stride, kernel // 2, 1, c)
+        return F.conv2d(x, self.active_weight(c, c, kernel), None, self.stride, kernel // 2, 1, c)
+
+
+class _SqueezeFc(nn.Module):
+    """Named container so parameter paths read ``se.fc.reduce.weight`` like OFA's."""
+
+    def __init__(self, channels: int, mid: int) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, mid, 1)
+        self.expand = nn.Conv2d(mid, channels, 1)
 
 
 class SqueezeExcite(nn.Module):
@@ -152,101 +181,165 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         mid = se_mid(channels)
-        self.fc = nn.Module()
-        self.fc.reduce = nn.Conv2d(channels, mid, 1)
-        self.fc.expand = nn.Conv2d(mid, channels, 1)
+        self.fc = _SqueezeFc(channels, mid)
 
-    def active_state(self, c: int) -> dict[str, torch.Tensor]:
+    def _active(self, c: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         m = se_mid(c)
         reduce, expand = self.fc.reduce, self.fc.expand
         assert reduce.bias is not None and expand.bias is not None
-        return {
-            "reduce.weight": reduce.weight[:m, :c],
-            "reduce.bias": reduce.bias[:m],
-            "expand.weight": expand.weight[:c, :m],
-            "expand.bias": expand.bias[:c],
-        }
+        return reduce.weight[:m, :c], reduce.bias[:m], expand.weight[:c, :m], expand.bias[:c]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.active_state(x.size(1))
+        rw, rb, ew, eb = self._active(x.size(1))
         y = x.mean((2, 3), keepdim=True)
-        y = F.relu(F.conv2d(y, s["reduce.weight"].contiguous(), s["reduce.bias"]))
-        y = F.conv2d(y, s["expand.weight"].contiguous(), s["expand.bias"])
-        return x * F.hardsigmoid(y)
+        y = F.relu(F.conv2d(y, rw.contiguous(), rb))
+        return x * F.hardsigmoid(F.conv2d(y, ew.contiguous(), eb))
+
+    def fill_into(self, se: StaticSqueezeExcite, c: int) -> None:
+        rw, rb, ew, eb = self._active(c)
+        fill(se.reduce, weight=rw, bias=rb)
+        fill(se.expand, weight=ew, bias=eb)
 
 
-class _Stage(nn.Module):
-    """Named container so parameter paths read ``depth_conv.conv.weight`` like OFA's."""
+class ElasticConvBn(nn.Module):
+    """conv → BN → activation → SE over channel prefixes: the elastic twin of ``ConvBnAct``."""
 
-
-class ElasticMBConv(nn.Module):
-    """One inverted-residual slot of the supernet, with elastic kernel and expand ratio."""
-
-    def __init__(
-        self,
-        in_c: int,
-        out_c: int,
-        kernels: tuple[int, ...],
-        expands: tuple[int, ...],
-        stride: int,
-        act: str,
-        se: bool,
-        transform: KernelTransform,
-    ) -> None:
+    def __init__(self, conv: ElasticConv2d | DepthwiseConv, out_c: int, *, bn: bool = True,
+                 act: str = "none", se: bool = False) -> None:  # fmt: skip
         super().__init__()
-        self.in_c, self.out_c, self.stride, self.act = in_c, out_c, stride, act
-        self.has_expand = max(expands) != 1
-        max_mid = mid_channels(in_c, max(expands)) if self.has_expand else in_c
-        if self.has_expand:
-            self.inverted_bottleneck = _Stage()
-            self.inverted_bottleneck.conv = PointwiseConv(in_c, max_mid)
-            self.inverted_bottleneck.bn = ElasticBatchNorm(max_mid)
-        self.depth_conv = _Stage()
-        self.depth_conv.conv = DepthwiseConv(max_mid, kernels, stride, transform)
-        self.depth_conv.bn = ElasticBatchNorm(max_mid)
-        if se:
-            self.depth_conv.se = SqueezeExcite(max_mid)
-        self.point_linear = _Stage()
-        self.point_linear.conv = PointwiseConv(max_mid, out_c)
-        self.point_linear.bn = ElasticBatchNorm(out_c)
+        self.conv = conv
+        self.bn = ElasticBatchNorm(out_c) if bn else None
+        self.se = SqueezeExcite(out_c) if se else None
+        self.act = activation(act)
 
-    @property
-    def se(self) -> SqueezeExcite | None:
-        se = getattr(self.depth_conv, "se", None)
-        return se if isinstance(se, SqueezeExcite) else None
+    def run(self, x: torch.Tensor, out_c: int, kernel: int) -> torch.Tensor:
+        x = self.conv(x, out_c, kernel)
+        if self.bn is not None:
+            x = self.bn(x)
+        x = self.act(x)
+        return x if self.se is None else self.se(x)
 
-    def mid(self, expand: int) -> int:
-        return mid_channels(self.in_c, expand) if self.has_expand else self.in_c
+    def fill_into(self, unit: ConvBnAct, out_c: int, in_c: int, kernel: int) -> None:
+        """Copy the weights of this unit at ``(out_c, in_c, kernel)`` into a static ``unit``."""
+        fill(unit.conv, weight=self.conv.active_weight(out_c, in_c, kernel))
+        if self.bn is not None:
+            assert unit.bn is not None
+            self.bn.fill_into(unit.bn, out_c)
+        if self.se is not None:
+            assert unit.se is not None
+            self.se.fill_into(unit.se, out_c)
 
-    def forward(self, x: torch.Tensor, kernel: int, expand: int) -> torch.Tensor:
-        mid = self.mid(expand)
-        y = x
-        if self.has_expand:
-            y = self.inverted_bottleneck.conv(y, mid)
-            y = act_fn(self.act, self.inverted_bottleneck.bn(y))
-        y = act_fn(self.act, self.depth_conv.bn(self.depth_conv.conv(y, kernel)))
-        se = self.se
-        if se is not None:
-            y = se(y)
-        y = self.point_linear.bn(self.point_linear.conv(y, self.out_c))
-        return x + y if self.stride == 1 and self.in_c == self.out_c else y
 
-    def active_state(self, kernel: int, expand: int) -> dict[str, torch.Tensor]:
-        """Concrete weights of this slot, keyed like ``famc.supernet.static.MBConv``."""
-        mid = self.mid(expand)
-        out: dict[str, torch.Tensor] = {}
-        if self.has_expand:
-            out["expand.0.weight"] = self.inverted_bottleneck.conv.active_weight(mid, self.in_c)
-            for k, v in self.inverted_bottleneck.bn.active_state(mid).items():
-                out[f"expand.1.{k}"] = v
-        out["depthwise.0.weight"] = self.depth_conv.conv.active_weight(mid, kernel)
-        for k, v in self.depth_conv.bn.active_state(mid).items():
-            out[f"depthwise.1.{k}"] = v
-        se = self.se
-        if se is not None:
-            for k, v in se.active_state(mid).items():
-                out[f"se.{k}"] = v
-        out["project.0.weight"] = self.point_linear.conv.active_weight(self.out_c, mid)
-        for k, v in self.point_linear.bn.active_state(self.out_c).items():
-            out[f"project.1.{k}"] = v
-        return out
+class ElasticBlock(nn.Module):
+    """A block kind's elastic class: runs any spec its slot admits and extracts its static twin."""
+
+    static: ClassVar[type[nn.Module]]  # the static twin, built from a LayerSpec
+
+    def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        raise NotImplementedError
+
+    def extract(self, spec: LayerSpec) -> nn.Module:
+        raise NotImplementedError
+
+
+def _on_meta(cls: type[nn.Module], spec: LayerSpec) -> nn.Module:
+    """The static twin's skeleton: built on the meta device, so no random init is wasted."""
+    with torch.device("meta"):
+        return cls(spec)
+
+
+class _UnitBlock(ElasticConvBn, ElasticBlock):
+    """A block kind that is one conv unit (stem, final expand, feature mix)."""
+
+    static: ClassVar[type[ConvBnAct]]
+    has_bn: ClassVar[bool] = True
+
+    def __init__(self, slot: Slot) -> None:
+        x = slot.layer
+        super().__init__(ElasticConv2d(x.in_c, x.out_c, x.kernel, x.stride), x.out_c, bn=self.has_bn,
+                         act=x.act)  # fmt: skip
+
+    def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        return self.static.finish(self.run(x, spec.out_c, spec.kernel))
+
+    def extract(self, spec: LayerSpec) -> nn.Module:
+        block = _on_meta(self.static, spec)
+        assert isinstance(block, ConvBnAct)
+        self.fill_into(block, spec.out_c, spec.in_c, spec.kernel)
+        return block
+
+
+class ConvBlock(_UnitBlock):
+    static = Conv
+
+
+class FinalExpandBlock(_UnitBlock):
+    static = FinalExpand
+
+
+class FeatureMixBlock(_UnitBlock):
+    static = FeatureMix
+    has_bn = False
+
+
+class ClassifierBlock(ElasticBlock):
+    """The linear classifier over an input-feature prefix."""
+
+    static = Classifier
+
+    def __init__(self, slot: Slot) -> None:
+        super().__init__()
+        self.linear = nn.Linear(slot.layer.in_c, slot.layer.out_c)
+
+    def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        return F.linear(
+            x, self.linear.weight[: spec.out_c, : x.size(1)], self.linear.bias[: spec.out_c]
+        )
+
+    def extract(self, spec: LayerSpec) -> nn.Module:
+        block = _on_meta(self.static, spec)
+        fill(block, weight=self.linear.weight[: spec.out_c, : spec.in_c],
+             bias=self.linear.bias[: spec.out_c])  # fmt: skip
+        return block
+
+
+class MBConvBlock(ElasticBlock):
+    """One inverted-residual slot with elastic kernel and expand ratio (OFA's parameter layout)."""
+
+    static = MBConv
+
+    def __init__(self, slot: Slot) -> None:
+        super().__init__()
+        x = slot.layer
+        if x.expand:
+            self.inverted_bottleneck = ElasticConvBn(
+                ElasticConv2d(x.in_c, x.mid_c), x.mid_c, act=x.act
+            )
+        self.depth_conv = ElasticConvBn(DepthwiseConv(x.mid_c, slot.kernels, x.stride, slot.transform),
+                                        x.mid_c, act=x.act, se=x.se)  # fmt: skip
+        self.point_linear = ElasticConvBn(ElasticConv2d(x.mid_c, x.out_c), x.out_c)
+
+    def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        y = self.inverted_bottleneck.run(x, spec.mid_c, 1) if spec.expand else x
+        y = self.depth_conv.run(y, spec.mid_c, spec.kernel)
+        y = self.point_linear.run(y, spec.out_c, 1)
+        return x + y if spec.skip else y
+
+    def extract(self, spec: LayerSpec) -> nn.Module:
+        block = _on_meta(self.static, spec)
+        assert isinstance(block, MBConv)
+        if block.expand is not None:
+            self.inverted_bottleneck.fill_into(block.expand, spec.mid_c, spec.in_c, 1)
+        self.depth_conv.fill_into(block.depthwise, spec.mid_c, spec.mid_c, spec.kernel)
+        self.point_linear.fill_into(block.project, spec.out_c, spec.mid_c, 1)
+        return block
+
+
+#: Block kind → elastic class (its ``static`` attribute is the static twin).
+BLOCKS: dict[str, type[ElasticBlock]] = {
+    "conv": ConvBlock,
+    "mbconv": MBConvBlock,
+    "final_expand": FinalExpandBlock,
+    "feature_mix": FeatureMixBlock,
+    "classifier": ClassifierBlock,
+}

@@ -1,37 +1,34 @@
-"""Readable static MobileNetV3 models, built from ``LayerSpec`` lists (torchvision style).
+"""Readable static models, one class per block kind, each built from one ``LayerSpec``.
 
-These are what famc deploys and exports: plain ``nn.Conv2d``/``nn.BatchNorm2d``/``nn.Hardswish``
-modules with concrete weight copies, no elastic logic, so ONNX/CoreML/TensorRT see an ordinary CNN.
+These are what famc deploys, exports and times: plain ``nn.Conv2d``/``nn.BatchNorm2d``/activation
+modules with concrete weights, no elastic logic, so ONNX/CoreML/TensorRT see an ordinary CNN. A
+static model is ``StaticNet(layers)``, its layers in order; a latency table times each layer class
+alone, built from the same spec (``BLOCKS[kind].static(spec)``), so what is timed is what ships.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from famc.space.layers import LayerSpec, se_mid
 
-
-def activation(name: str) -> nn.Module:
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    if name == "h_swish":
-        return nn.Hardswish(inplace=True)
-    raise ValueError(f"unknown activation {name!r}")
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "h_swish": nn.Hardswish,
+}
 
 
-def conv_bn_act(
-    in_c: int, out_c: int, kernel: int, stride: int, groups: int, act: str | None
-) -> nn.Sequential:
-    layers: list[nn.Module] = [
-        nn.Conv2d(in_c, out_c, kernel, stride, kernel // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_c),
-    ]
-    if act is not None:
-        layers.append(activation(act))
-    return nn.Sequential(*layers)
+def activation(name: str, inplace: bool = False) -> nn.Module:
+    """The activation module of a preset's name (``none``: identity)."""
+    if name == "none":
+        return nn.Identity()
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name](inplace=inplace)
 
 
 class SqueezeExcite(nn.Module):
@@ -49,68 +46,119 @@ class SqueezeExcite(nn.Module):
         return x * nn.functional.hardsigmoid(y)
 
 
+class ConvBnAct(nn.Module):
+    """conv → BN → activation → squeeze-excite, BN and SE optional: every block is made of these."""
+
+    def __init__(self, in_c: int, out_c: int, kernel: int = 1, stride: int = 1, groups: int = 1,
+                 *, bn: bool = True, act: str = "none", se: bool = False) -> None:  # fmt: skip
+        super().__init__()
+        self.conv = nn.Conv2d(in_c, out_c, kernel, stride, kernel // 2, groups=groups, bias=False)
+        self.bn = nn.BatchNorm2d(out_c) if bn else None
+        self.act = activation(act, inplace=True)
+        self.se = SqueezeExcite(out_c) if se else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        x = self.act(x)
+        return self.finish(x if self.se is None else self.se(x))
+
+    @staticmethod
+    def finish(x: torch.Tensor) -> torch.Tensor:
+        """What the block does after its unit (pooling, flattening); shared with its elastic twin."""
+        return x
+
+    @torch.no_grad()
+    def fold(self) -> None:
+        """Fold the BN into the conv (exact in eval mode up to rounding), for fast scoring only:
+        deployed members keep their BN so exporters and users see the ordinary architecture."""
+        bn, conv = self.bn, self.conv
+        if bn is None:
+            return
+        assert bn.running_mean is not None and bn.running_var is not None
+        scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+        conv.weight.mul_(scale.view(-1, 1, 1, 1))
+        conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale)
+        self.bn = None
+
+
+class Conv(ConvBnAct):
+    """A plain k×k convolution layer (the stem)."""
+
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__(spec.in_c, spec.out_c, spec.kernel, spec.stride, act=spec.act)
+
+
 class MBConv(nn.Module):
     """Inverted residual: optional 1×1 expand, k×k depthwise (+SE), 1×1 linear projection."""
 
     def __init__(self, spec: LayerSpec) -> None:
         super().__init__()
         self.skip = spec.skip
-        self.expand = conv_bn_act(spec.in_c, spec.mid_c, 1, 1, 1, spec.act) if spec.expand else None
-        self.depthwise = conv_bn_act(
-            spec.mid_c, spec.mid_c, spec.kernel, spec.stride, spec.mid_c, spec.act
-        )
-        self.se = SqueezeExcite(spec.mid_c) if spec.se else None
-        self.project = conv_bn_act(spec.mid_c, spec.out_c, 1, 1, 1, None)
+        self.expand = ConvBnAct(spec.in_c, spec.mid_c, act=spec.act) if spec.expand else None
+        self.depthwise = ConvBnAct(spec.mid_c, spec.mid_c, spec.kernel, spec.stride, spec.mid_c,
+                                   act=spec.act, se=spec.se)  # fmt: skip
+        self.project = ConvBnAct(spec.mid_c, spec.out_c)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.expand(x) if self.expand is not None else x
-        y = self.depthwise(y)
-        if self.se is not None:
-            y = self.se(y)
-        y = self.project(y)
+        y = self.project(self.depthwise(y))
         return x + y if self.skip else y
 
 
-class StaticMBV3(nn.Module):
-    """One extracted sub-network: stem → MBConv blocks → 1×1 expand → pool → 1×1 mix → linear."""
+class FinalExpand(ConvBnAct):
+    """MobileNetV3's last 1×1 expansion, followed by the global average pool."""
 
-    def __init__(self, layers: Sequence[LayerSpec]) -> None:
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__(spec.in_c, spec.out_c, act=spec.act)
+
+    @staticmethod
+    def finish(x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
+class FeatureMix(ConvBnAct):
+    """1×1 conv + activation on the pooled features (no BN), flattened for the classifier."""
+
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__(spec.in_c, spec.out_c, bn=False, act=spec.act)
+
+    @staticmethod
+    def finish(x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(x, 1)
+
+
+class Classifier(nn.Linear):
+    """The linear classifier."""
+
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__(spec.in_c, spec.out_c)
+
+
+class StaticNet(nn.Module):
+    """One extracted sub-network: its layers, stem to classifier, applied in order."""
+
+    def __init__(self, layers: Sequence[nn.Module]) -> None:
         super().__init__()
-        stem, *blocks, final, mix, head = layers
-        self.stem = conv_bn_act(stem.in_c, stem.out_c, stem.kernel, stem.stride, 1, stem.act)
-        self.blocks = nn.Sequential(*(MBConv(b) for b in blocks))
-        self.final_expand = conv_bn_act(final.in_c, final.out_c, 1, 1, 1, final.act)
-        self.feature_mix = nn.Sequential(
-            nn.Conv2d(mix.in_c, mix.out_c, 1, bias=False), activation(mix.act)
-        )
-        self.classifier = nn.Linear(head.in_c, head.out_c)
+        self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.final_expand(self.blocks(self.stem(x)))
-        x = self.feature_mix(x.mean((2, 3), keepdim=True))
-        return self.classifier(torch.flatten(x, 1))
+        return self.layers(x)
 
 
-@torch.no_grad()
+M = TypeVar("M", bound=nn.Module)
+
+
+def with_memory_format(model: M, fmt: torch.memory_format) -> M:
+    """``model`` with its 4-D weights in ``fmt`` (channels-last is faster for CPU convs; exporters
+    and users get contiguous tensors)."""
+    return model.to(memory_format=fmt)  # type: ignore[call-overload,no-any-return]
+
+
 def fold_bn(model: nn.Module) -> nn.Module:
-    """Fold every conv→BN pair into the conv (in place), for fast inference-only evaluation.
-
-    Exact in eval mode up to float rounding; the deployed members keep their BN layers so that
-    exporters and users see the ordinary architecture.
-    """
-    for seq in model.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        layers = list(seq)
-        for i in range(len(layers) - 1):
-            conv, bn = layers[i], layers[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                assert bn.running_mean is not None and bn.running_var is not None
-                scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
-                conv.weight.mul_(scale.view(-1, 1, 1, 1))
-                bias = bn.bias - bn.running_mean * scale
-                if conv.bias is not None:
-                    bias = bias + conv.bias * scale
-                conv.bias = nn.Parameter(bias)
-                seq[i + 1] = nn.Identity()
+    """Fold every conv→BN pair of ``model`` in place; returns it (see ``ConvBnAct.fold``)."""
+    for m in model.modules():
+        if isinstance(m, ConvBnAct):
+            m.fold()
     return model

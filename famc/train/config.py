@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import AfterValidator, Field
 
-from famc.config import (
-    DataConfig,
-    Strict,
-    bn_convention,
-    describe_validation_error,
-    read_yaml,
-    resolve,
-)
-from famc.errors import FamcError
-from famc.space import PRESETS
+from famc.config import BNConventionName, PresetName, resolve, resolve_data
+from famc.data import DataConfig
+from famc.io import Strict, known, load_yaml
 from famc.train.sampler import SAMPLERS
 
 
@@ -31,18 +24,13 @@ class OptimizerConfig(Strict):
 class EvalConfig(Strict):
     num_random: int = Field(3, ge=0)
     batch_size: int = Field(500, gt=0)
-    bn_convention: str = "ofa"
-
-    @field_validator("bn_convention")
-    @classmethod
-    def _known(cls, v: str) -> str:
-        return bn_convention(v)
+    bn_convention: BNConventionName = "ofa"
 
 
 class TrainConfig(Strict):
     """Sandwich-rule training: largest + ``num_random`` sampled + smallest sub-networks per step."""
 
-    space: str
+    space: PresetName
     data: DataConfig = DataConfig()
     out: str = "runs/train"
     init: str | None = None  # checkpoint to start from
@@ -51,38 +39,17 @@ class TrainConfig(Strict):
     warmup_epochs: float = Field(0.5, ge=0)
     label_smoothing: float = Field(0.1, ge=0, lt=1)
     num_random: int = Field(2, ge=0)
-    sampler: str = "uniform"
+    sampler: Annotated[str, AfterValidator(known(SAMPLERS, "sampler"))] = "uniform"
     optimizer: OptimizerConfig = OptimizerConfig()
     eval: EvalConfig = EvalConfig()
     seed: int = 0
     threads: int | None = Field(None, gt=0)
     max_steps_per_epoch: int | None = Field(None, gt=0)  # tiny CI runs
 
-    @field_validator("space")
-    @classmethod
-    def _preset(cls, v: str) -> str:
-        if v not in PRESETS:
-            raise ValueError(f"unknown space preset {v!r}; choose one of {', '.join(PRESETS)}")
-        return v
-
-    @field_validator("sampler")
-    @classmethod
-    def _sampler(cls, v: str) -> str:
-        if v not in SAMPLERS:
-            raise ValueError(f"unknown sampler {v!r}; choose one of {', '.join(SAMPLERS)}")
-        return v
-
 
 def load_train_config(path: Path | str) -> TrainConfig:
-    data = read_yaml(path)
-    try:
-        cfg = TrainConfig.model_validate(data)
-    except ValidationError as exc:
-        raise FamcError(describe_validation_error(path, exc)) from None
+    cfg = load_yaml(TrainConfig, path, "train config")
     base = Path(path).resolve().parent
     return cfg.model_copy(
-        update={
-            "init": resolve(base, cfg.init),
-            "data": cfg.data.model_copy(update={"root": resolve(base, cfg.data.root)}),
-        }
+        update={"init": resolve(base, cfg.init), "data": resolve_data(base, cfg.data)}
     )

@@ -15,11 +15,11 @@ an epoch checkpoint continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,19 +30,21 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from torch import nn
 
 from famc import __version__
-from famc.data import DataSplits, load_dataset, to_input
+from famc.data import DataSplits, to_input
 from famc.errors import FamcError
+from famc.evaluate.engine import Evaluator
 from famc.io import atomic_path, sha256_path, write_text
 from famc.metrics import top1
 from famc.space import Arch, SearchSpace, get_space
 from famc.supernet import (
-    ElasticMBV3,
+    ElasticNet,
     build_supernet,
     load_checkpoint,
     save_checkpoint,
+    with_memory_format,
 )
-from famc.supernet.evaluate import Evaluator
 from famc.train.config import TrainConfig
+from famc.train.optim import lr_at, param_groups
 from famc.train.sampler import SAMPLERS
 
 WEIGHTS = "supernet.safetensors"
@@ -54,7 +56,7 @@ METRICS = "supernet.metrics.json"
 class SandwichStep(nn.Module):
     """One training step's forward: the summed sandwich loss of every sub-network."""
 
-    def __init__(self, net: ElasticMBV3) -> None:
+    def __init__(self, net: ElasticNet) -> None:
         super().__init__()
         self.net = net
 
@@ -93,25 +95,6 @@ def dropout_mask(batch: int, features: int, p: float, gen: torch.Generator) -> t
     if p <= 0:
         return None
     return (torch.rand(batch, features, generator=gen) >= p).float() / (1 - p)
-
-
-def lr_at(step: int, total: int, warmup: int, base_lr: float) -> float:
-    """Linear warm-up then cosine decay to zero."""
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * base_lr * (1 + math.cos(math.pi * progress))
-
-
-def param_groups(net: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay conv/linear weights only; BN affine, biases and kernel transforms are not decayed."""
-    decay, no_decay = [], []
-    for name, p in net.named_parameters():
-        (decay if p.dim() > 1 and not name.endswith("_matrix") else no_decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
 
 
 class _Dist:
@@ -165,34 +148,43 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> dict[str, Any] | None:
     return None
 
 
-def train(
-    cfg: TrainConfig, *, resume: bool = False, force: bool = False, progress: bool = True
-) -> dict[str, Any] | None:
-    """Train a supernet as ``cfg`` says; returns the final metrics (on the main process)."""
+@dataclass
+class _Run:
+    """One training run, set up: what every epoch needs."""
+
+    cfg: TrainConfig
+    ctx: _Dist
+    out: Path
+    space: SearchSpace
+    data: DataSplits
+    net: ElasticNet
+    step_module: nn.Module
+    opt: torch.optim.Optimizer
+    start_epoch: int
+    steps_per_epoch: int
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+
+def _setup(cfg: TrainConfig, resume: bool, force: bool) -> _Run:
+    """Data, supernet, optimizer (restored on ``resume``) and the step module (DDP-wrapped)."""
     ctx = _Dist()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     state = _prepare_out(out, resume, force)
     space = get_space(cfg.space)
-    data = load_dataset(
-        cfg.data.name, cfg.data.root, search_size=cfg.data.search_size,
-        calib_size=cfg.data.calib_size, seed=cfg.data.seed, image_size=cfg.data.image_size,
-        channels=cfg.data.channels,
-    )  # fmt: skip
-    if data.channels != space.preset.in_channels or data.num_classes != space.preset.num_classes:
-        raise FamcError(
-            f"dataset {data.name} has {data.channels} channel(s) and {data.num_classes} classes "
-            f"but space {space.name} expects {space.preset.in_channels} and "
-            f"{space.preset.num_classes}: pick a matching preset"
-        )
+    data = cfg.data.load()
+    space.check_input(data.name, data.channels, data.num_classes, "train config")
     torch.manual_seed(cfg.seed)  # the initial weights are part of the run's identity
     net = build_supernet(space)
     if state is not None:
         load_checkpoint(net, out / WEIGHTS)
     elif cfg.init:
         load_checkpoint(net, cfg.init)
-    net = net.to(memory_format=torch.channels_last)
+    net = with_memory_format(net, torch.channels_last)
     step_module: nn.Module = SandwichStep(net)
     if ctx.world > 1:
         step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
@@ -200,83 +192,86 @@ def train(
         param_groups(net, cfg.optimizer.weight_decay), lr=cfg.optimizer.lr,
         momentum=cfg.optimizer.momentum, nesterov=cfg.optimizer.nesterov,
     )  # fmt: skip
-    start_epoch = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
-        start_epoch = int(state["epoch"])
-    if ctx.main:
-        out.mkdir(parents=True, exist_ok=True)
-        _trim_log(out / LOG, start_epoch)
-    steps_per_epoch = len(data.train) // cfg.batch_size
+    steps = len(data.train) // cfg.batch_size
     if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    if steps_per_epoch == 0:
+        steps = min(steps, cfg.max_steps_per_epoch)
+    if steps == 0:
         raise FamcError(
             f"batch_size {cfg.batch_size} exceeds the {len(data.train)} training images"
         )
-    total_steps = steps_per_epoch * cfg.epochs
-    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    start = 0 if state is None else int(state["epoch"])
+    return _Run(cfg, ctx, out, space, data, net, step_module, opt, start, steps)
+
+
+def _train_epoch(run: _Run, epoch: int, advance: Callable[[str], None]) -> dict[str, Any]:
+    """One epoch of sandwich steps; returns its log record."""
+    cfg, space, net, opt = run.cfg, run.space, run.net, run.opt
+    net.train()
+    rng = random.Random(f"{cfg.seed}:{epoch}")
+    gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+    drop = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 7)
     sampler = SAMPLERS[cfg.sampler]()
-    with _progress(progress and ctx.main) as bar:
-        task = bar.add_task("train", total=total_steps, completed=start_epoch * steps_per_epoch,
-                            info="")  # fmt: skip
-        for epoch in range(start_epoch, cfg.epochs):
-            net.train()
-            rng = random.Random(f"{cfg.seed}:{epoch}")
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            drop = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 7)
-            t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros(2 + cfg.num_random)
-            batches = data.train.batches(cfg.batch_size, shuffle=True, generator=gen,
-                                         drop_last=True)  # fmt: skip
-            for i, (x, y) in enumerate(batches):
-                if i >= steps_per_epoch:
-                    break
-                step = epoch * steps_per_epoch + i
-                for group in opt.param_groups:
-                    group["lr"] = lr_at(step, total_steps, warmup, cfg.optimizer.lr)
-                archs = [
-                    space.largest(),
-                    *sampler.sample(space, rng, epoch, cfg.num_random),
-                    space.smallest(),
-                ]
-                mask = dropout_mask(len(y), space.preset.last_channel, space.preset.dropout, drop)
-                shard = slice(ctx.rank, None, ctx.world)
-                loss, parts = step_module(
-                    x[shard],
-                    y[shard],
-                    archs,
-                    data.mean,
-                    data.std,
-                    cfg.label_smoothing,
-                    None if mask is None else mask[shard],
-                )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += parts
-                seen += len(y) * ctx.world
-                rate = seen / (time.perf_counter() - t0)
-                bar.update(task, advance=1, info=f"epoch {epoch + 1}/{cfg.epochs} loss "
-                           f"{parts.sum():.3f} {rate:.0f} img/s")  # fmt: skip
-            record = {
-                "epoch": epoch + 1,
-                "step": (epoch + 1) * steps_per_epoch,
-                "lr": opt.param_groups[0]["lr"],
-                "loss_largest": round(float(loss_sum[0]) / steps_per_epoch, 5),
-                "loss_smallest": round(float(loss_sum[-1]) / steps_per_epoch, 5),
-                "loss_total": round(float(loss_sum.sum()) / steps_per_epoch, 5),
-                "images_per_s": round(seen / (time.perf_counter() - t0), 1),
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
-            if ctx.main:  # log first: a resume trims log lines past its checkpoint
-                with open(out / LOG, "a") as f:
+    warmup = round(cfg.warmup_epochs * run.steps_per_epoch)
+    t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros(2 + cfg.num_random)
+    batches = run.data.train.batches(cfg.batch_size, shuffle=True, generator=gen, drop_last=True)
+    for i, (x, y) in zip(range(run.steps_per_epoch), batches, strict=False):
+        step = epoch * run.steps_per_epoch + i
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, run.total_steps, warmup, cfg.optimizer.lr)
+        archs = [space.largest(), *sampler.sample(space, rng, epoch, cfg.num_random),
+                 space.smallest()]  # fmt: skip
+        mask = dropout_mask(len(y), space.preset.last_channel, space.preset.dropout, drop)
+        shard = slice(run.ctx.rank, None, run.ctx.world)
+        loss, parts = run.step_module(x[shard], y[shard], archs, run.data.mean, run.data.std,
+                                      cfg.label_smoothing, None if mask is None else mask[shard])  # fmt: skip
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += parts
+        seen += len(y) * run.ctx.world
+        rate = seen / (time.perf_counter() - t0)
+        advance(f"epoch {epoch + 1}/{cfg.epochs} loss {parts.sum():.3f} {rate:.0f} img/s")
+    n = run.steps_per_epoch
+    return {
+        "epoch": epoch + 1,
+        "step": (epoch + 1) * n,
+        "lr": opt.param_groups[0]["lr"],
+        "loss_largest": round(float(loss_sum[0]) / n, 5),
+        "loss_smallest": round(float(loss_sum[-1]) / n, 5),
+        "loss_total": round(float(loss_sum.sum()) / n, 5),
+        "images_per_s": round(seen / (time.perf_counter() - t0), 1),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def train(
+    cfg: TrainConfig, *, resume: bool = False, force: bool = False, progress: bool = True
+) -> dict[str, Any] | None:
+    """Train a supernet as ``cfg`` says; returns the final metrics (on the main process)."""
+    run = _setup(cfg, resume, force)
+    if run.ctx.main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        _trim_log(run.out / LOG, run.start_epoch)
+    with _progress(progress and run.ctx.main) as bar:
+        done = run.start_epoch * run.steps_per_epoch
+        task = bar.add_task("train", total=run.total_steps, completed=done, info="")
+
+        def advance(info: str) -> None:
+            bar.update(task, advance=1, info=info)
+
+        for epoch in range(run.start_epoch, cfg.epochs):
+            record = _train_epoch(run, epoch, advance)
+            if run.ctx.main:  # log first: a resume trims log lines past its checkpoint
+                with open(run.out / LOG, "a") as f:
                     f.write(json.dumps(record) + "\n")
-                _checkpoint(out, net, opt, epoch + 1, cfg)
-            ctx.barrier()
-    if not ctx.main:
+                _checkpoint(run.out, run.net, run.opt, epoch + 1, cfg)
+            run.ctx.barrier()
+    if not run.ctx.main:
         return None
-    metrics = evaluate_supernet(net, space, data, cfg, progress=progress)
-    write_text(out / METRICS, json.dumps(metrics, indent=2) + "\n")
+    metrics = evaluate_supernet(run.net, run.space, run.data, cfg, progress=progress)
+    write_text(run.out / METRICS, json.dumps(metrics, indent=2) + "\n")
     return metrics
 
 
@@ -290,7 +285,7 @@ def _trim_log(log: Path, epochs_done: int) -> None:
 
 
 def _checkpoint(
-    out: Path, net: ElasticMBV3, opt: torch.optim.Optimizer, epoch: int, cfg: TrainConfig
+    out: Path, net: ElasticNet, opt: torch.optim.Optimizer, epoch: int, cfg: TrainConfig
 ) -> None:
     """Weights first, then the state that vouches for them by hash (resume checks the pair)."""
     save_checkpoint(
@@ -308,7 +303,7 @@ def _checkpoint(
 
 
 def evaluate_supernet(
-    net: ElasticMBV3, space: SearchSpace, data: DataSplits, cfg: TrainConfig, *, progress: bool
+    net: ElasticNet, space: SearchSpace, data: DataSplits, cfg: TrainConfig, *, progress: bool
 ) -> dict[str, Any]:
     """Test Top-1 of the largest, the smallest and a few random sub-networks after BN
     re-calibration."""

@@ -1,4 +1,4 @@
-"""The preprocessing contract shipped inside every artifact.
+"""The preprocessing contract: what a member must be fed, shipped inside every artifact.
 
 A deployed classifier is only correct if the consumer feeds it exactly what training fed it; storing
 this contract *in* the artifact (not in a side README) keeps the two from drifting apart.
@@ -7,11 +7,19 @@ this contract *in* the artifact (not in a side README) keeps the two from drifti
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from famc.errors import FamcError
+from famc.io import known
 
 #: Metadata key under which the full contract is stored as JSON (ONNX and CoreML alike).
 METADATA_KEY = "famc.preprocessing"
@@ -28,7 +36,7 @@ class Preprocessing(BaseModel):
     channels: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    resize: str = "bilinear"
+    resize: Annotated[str, AfterValidator(known(_RESIZE_MODES, "resize mode"))] = "bilinear"
     layout: Literal["NCHW"] = "NCHW"
     class_names: tuple[str, ...]
 
@@ -37,13 +45,6 @@ class Preprocessing(BaseModel):
     def _positive(cls, v: int) -> int:
         if v <= 0:
             raise ValueError("must be > 0")
-        return v
-
-    @field_validator("resize")
-    @classmethod
-    def _known_resize(cls, v: str) -> str:
-        if v not in _RESIZE_MODES:
-            raise ValueError(f"must be one of {', '.join(_RESIZE_MODES)}")
         return v
 
     @field_validator("std")

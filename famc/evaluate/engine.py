@@ -13,10 +13,8 @@ import torch
 from torch import nn
 
 from famc.data import ImageSet, to_input
-from famc.space.arch import Arch
-from famc.supernet.bn import BNConvention, recalibrate
-from famc.supernet.mbv3 import ElasticMBV3
-from famc.supernet.static import fold_bn
+from famc.space import Arch
+from famc.supernet import BNConvention, ElasticNet, fold_bn, recalibrate, with_memory_format
 
 
 class Evaluator:
@@ -24,7 +22,7 @@ class Evaluator:
 
     def __init__(
         self,
-        net: ElasticMBV3,
+        net: ElasticNet,
         calib: ImageSet,
         mean: Sequence[float],
         std: Sequence[float],
@@ -51,7 +49,7 @@ class Evaluator:
 
     def model(self, arch: Arch) -> nn.Module:
         """The static sub-network with BN statistics re-estimated on the calibration subset."""
-        sub = self.net.extract(arch).to(memory_format=torch.channels_last)
+        sub = with_memory_format(self.net.extract(arch), torch.channels_last)
         return recalibrate(sub, self.inputs(self.calib, arch.resolution), self.bn_convention)
 
     @torch.inference_mode()

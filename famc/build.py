@@ -1,0 +1,46 @@
+"""``famc build``: the five stages, composed.
+
+    config → prepare → search → evaluate → ship (weights, exports, latency) → report
+
+Each stage is one module taking and returning typed values (``famc.prepare``,
+``famc.search.stage``, ``famc.evaluate.stage``, ``famc.ship``, ``famc.report.stage``). The release
+is written into a hidden staging directory and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from famc.errors import FamcError, GateFailure
+from famc.evaluate.cache import CachedEvaluation
+from famc.evaluate.stage import evaluate
+from famc.io import staged_directory
+from famc.prepare import prepare
+from famc.progress import Reporter
+from famc.report.stage import report
+from famc.search.stage import search
+from famc.ship import ship
+
+
+def build(config_path: str | Path, *, out: str | Path | None = None, force: bool = False,
+          gates: bool = True, reporter: Reporter | None = None,
+          log: Callable[[str], None] = print) -> Path:  # fmt: skip
+    """Search, export and report the family; returns the release directory. Raises
+    ``GateFailure`` after writing everything when a gate fails."""
+    started = time.perf_counter()
+    p = prepare(config_path)
+    out_dir = Path(out if out is not None else p.cfg.out)
+    if out_dir.exists() and not force:
+        raise FamcError(f"{out_dir} already exists: pass --force to replace it, or --out DIR")
+    ev = CachedEvaluation(p)
+    families = search(p, ev.search_vector, reporter or Reporter("off"))
+    evaluated = evaluate(p, families, ev, log)
+    with staged_directory(out_dir) as tmp:
+        shipped = ship(p, evaluated, ev, tmp, log)
+        manifest = report(p, families, evaluated, ev, shipped, tmp, gates=gates, started=started)
+    failed = [g for g in manifest.gates or [] if not g.passed]
+    if failed:
+        raise GateFailure([f"gate {g.name} failed: {g.detail}" for g in failed], out_dir)
+    return out_dir

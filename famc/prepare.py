@@ -1,0 +1,141 @@
+"""Build stage 1, prepare: config → data, supernet and one plan per member.
+
+``prepare`` does every check that needs no search (config, data, checkpoint fits the preset, targets
+can cost the space, budgets are ordered); it is all ``famc validate`` runs, in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, StringConstraints
+
+from famc.config import FamilyConfig, MemberName, load_family_config
+from famc.cost import COST_MODELS, CostModel
+from famc.data import DataSplits, ImageSet
+from famc.errors import FamcError
+from famc.io import Strict, sha256_path
+from famc.latency import LatencyTable, Target, load_target
+from famc.space import Arch, SearchSpace, get_space
+from famc.supernet import ElasticNet, build_supernet, load_checkpoint
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    """One member to build: its target, cost model and budget, and the table that predicts its
+    latency (when its target has one for the space)."""
+
+    name: str
+    target_path: str
+    target: Target
+    cost_model: CostModel
+    budget: float
+    table: LatencyTable | None
+
+    def cost(self, space: SearchSpace, arch: Arch) -> float:
+        return self.cost_model.cost(space, arch, self.table)
+
+    def predicted_ms(self, space: SearchSpace, arch: Arch) -> float | None:
+        return None if self.table is None else self.table.predict(arch, space)
+
+
+class Inputs(Strict):
+    """What the build read, by hash, so a release can be traced back to its inputs."""
+
+    config: str
+    config_sha256: str
+    supernet: str
+    supernet_sha256: str
+    data: str
+    data_fingerprint: str
+    tables: dict[Annotated[str, StringConstraints(min_length=1)], str] = Field(
+        description="latency table path -> sha256"
+    )
+    targets: dict[MemberName, str] = Field(description="member name -> target file")
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the later stages need, checked."""
+
+    config_path: Path
+    cfg: FamilyConfig
+    space: SearchSpace
+    data: DataSplits
+    net: ElasticNet
+    plans: list[MemberPlan]
+    calib: ImageSet
+    search_split: ImageSet
+    inputs: Inputs
+
+
+def _plan_member(cfg: FamilyConfig, space: SearchSpace, index: int) -> MemberPlan:
+    member = cfg.members[index]
+    target = load_target(member.target)
+    budget = member.budget
+    if budget is None:
+        keys = " / ".join(f"{{{name}: ...}}" for name in COST_MODELS)
+        raise FamcError(
+            f"member `{member.name}`: no budget; add `budget:` with one of {keys} (latency_ms "
+            f"needs a latency table in {member.target})"
+        )
+    model = budget.model
+    if model.needs_table:
+        target.cost_model(space)  # says how to measure a table when the target lacks one
+    # with an analytic budget the table, when there is one, still gives the predicted latency
+    has_table = space.name in target.tables and target.budget in (None, "latency_ms")
+    table = target.table(space) if model.needs_table or has_table else None
+    if table is not None:
+        table.check_covers(space)
+    return MemberPlan(member.name, member.target, target, model, budget.value, table)
+
+
+def _check_order(plans: list[MemberPlan]) -> None:
+    """Members are listed smallest first: a larger member's budget must admit more."""
+    for lo, hi in zip(plans, plans[1:], strict=False):
+        same_model = lo.cost_model is hi.cost_model and (
+            not lo.cost_model.needs_table
+            or (
+                lo.table is not None and hi.table is not None and lo.table.source == hi.table.source
+            )
+        )
+        if same_model and hi.budget < lo.budget:
+            raise FamcError(
+                f"members must be listed smallest first, but `{hi.name}`'s budget "
+                f"{hi.cost_model.describe(hi.budget)} is below `{lo.name}`'s "
+                f"{lo.cost_model.describe(lo.budget)}: reorder the members or fix the budgets"
+            )
+
+
+def _first(images: ImageSet, n: int | None) -> ImageSet:
+    return images if n is None else images.subset(range(min(n, len(images))))
+
+
+def prepare(config_path: str | Path) -> Prepared:
+    """Every check a build needs before searching; fast (seconds)."""
+    config_path = Path(config_path)
+    cfg = load_family_config(config_path)
+    space = get_space(cfg.space)
+    plans = [_plan_member(cfg, space, i) for i in range(len(cfg.members))]
+    _check_order(plans)
+    data = cfg.data.load()
+    space.check_input(data.name, data.channels, data.num_classes, str(config_path))
+    net = build_supernet(space)
+    load_checkpoint(net, cfg.supernet)
+    ev = cfg.evaluation
+    inputs = Inputs(
+        config=str(config_path),
+        config_sha256=hashlib.sha256(config_path.read_bytes()).hexdigest(),
+        supernet=cfg.supernet,
+        supernet_sha256=sha256_path(Path(cfg.supernet)),
+        data=data.name,
+        data_fingerprint=data.fingerprint(),
+        tables={p.table.source: sha256_path(Path(p.table.source)) for p in plans if p.table},
+        targets={p.name: p.target_path for p in plans},
+    )
+    return Prepared(config_path, cfg, space, data, net.eval(), plans,
+                    _first(data.calib, ev.calib_images), _first(data.search, ev.search_images),
+                    inputs)  # fmt: skip

@@ -1,0 +1,135 @@
+"""``family.json``: the typed release manifest, declared field by field and built once.
+
+Every object forbids unknown keys (``extra="forbid"``), and the JSON Schema in
+``schemas/family.schema.json`` is generated from these models (``python -m famc.report.release``),
+with maps keyed by member names or paths written as ``patternProperties`` so that the schema, too,
+forbids unknown keys everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
+from famc.config import Budget, EvaluationConfig, MemberName, SearchConfig
+from famc.evaluate.stage import FamilySummary
+from famc.export import Artifacts
+from famc.metrics import Pair
+from famc.prepare import Inputs
+from famc.space import ArchRecord
+
+SCHEMA_VERSION = 2
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FamilyPreprocessing(_Model):
+    """Everything a consumer needs to feed a member: resize the image to the member's resolution
+    (bilinear), scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel, NCHW."""
+
+    channels: int
+    mean: list[float]
+    std: list[float]
+    resize: str = "bilinear"
+    layout: str = "NCHW"
+    resolution: dict[MemberName, int] = Field(description="input resolution per member name")
+    class_names: list[str]
+
+
+class LatencyMs(_Model):
+    predicted: float | None = Field(description="the target's latency table (ms)")
+    budget: float | None = Field(description="the member's latency budget (ms), if it has one")
+    measured: float | None = Field(None, description="measured on this host (ms)")
+    measured_on: str | None = Field(None, description="runtime, threads and host of `measured`")
+
+
+class MemberRecord(_Model):
+    name: MemberName
+    target: str
+    arch: ArchRecord
+    contains: str | None = Field(description="name of the member below, whose weights it holds")
+    top1: float = Field(description="Top-1 (%) on the held-out test split")
+    search_top1: float = Field(description="Top-1 (%) on the search-validation split")
+    latency_ms: LatencyMs
+    budget: Budget = Field(description="the budget it was searched under, by cost model")  # type: ignore[valid-type]
+    flops: int = Field(description="multiply-accumulates per image")
+    params: int
+    path: str | None = Field(description="member directory, relative to family.json")
+    artifacts: Artifacts | None = Field(None, description="exports, paths relative to family.json")  # type: ignore[valid-type]
+
+
+class FamilyBlock(_Model):
+    members: list[MemberRecord]
+    pairwise: list[Pair]
+
+
+class Evaluations(_Model):
+    run: int = Field(description="architectures evaluated by this build")
+    cache_hits: int = Field(description="correctness vectors found in the evaluation cache")
+
+
+class Summary(_Model):
+    family: FamilySummary
+    baseline: FamilySummary | None = None
+    nfr_reduction_pct: float | None = None
+    top1_cost: float | None = None
+    build_seconds: float
+    evaluations: Evaluations
+
+
+class SearchRecord(SearchConfig):
+    """The search settings, with the evaluation settings and split sizes it ranked on."""
+
+    evaluation: EvaluationConfig
+    search_images: int
+    calib_images: int
+
+
+class GateResult(_Model):
+    name: str
+    passed: bool
+    detail: str
+
+
+class FamilyManifest(_Model):
+    """``family.json``: what was built, from what, and how consistent it is."""
+
+    schema_version: int = SCHEMA_VERSION
+    famc_version: str
+    created: str
+    space: str
+    preprocessing: FamilyPreprocessing
+    members: list[MemberRecord]
+    pairwise: list[Pair] = Field(description="test-split flips of every smaller→larger pair")
+    baseline: FamilyBlock | None = Field(
+        None, description="the family plain NAS finds (R0 per member, no CAS), for comparison"
+    )
+    summary: Summary
+    search: SearchRecord
+    inputs: Inputs
+    gates: list[GateResult] | None = Field(None, description="null when gates were skipped")
+
+
+class _ClosedMaps(GenerateJsonSchema):
+    """Maps become ``patternProperties`` (their key rule) with ``additionalProperties: false``."""
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        out = super().dict_schema(schema)  # keys with a pattern come as patternProperties
+        values = out.pop("additionalProperties", {})
+        out.pop("propertyNames", None)
+        out.setdefault("patternProperties", {"^.+$": values})
+        return {**out, "additionalProperties": False}
+
+
+def schema() -> dict[str, Any]:
+    return FamilyManifest.model_json_schema(schema_generator=_ClosedMaps)
+
+
+if __name__ == "__main__":  # python -m famc.report.release > schemas/family.schema.json
+    print(json.dumps(schema(), indent=2))

@@ -1,0 +1,123 @@
+"""Build stage 5, report: the typed ``family.json``, the search trace, the gates and the reports.
+
+The manifest is assembled once from the earlier stages' typed outputs; the HTML and Markdown
+reports are then rendered from the file that was written, so they never show a number the release
+does not contain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from pathlib import Path
+
+from famc import __version__
+from famc.config import Budget
+from famc.evaluate.cache import CachedEvaluation
+from famc.evaluate.stage import Evaluated, FamilyResult, MemberResult
+from famc.export import Artifacts
+from famc.io import write_text
+from famc.prepare import Prepared
+from famc.report import write_report
+from famc.report.gates import check_gates
+from famc.report.release import (
+    Evaluations,
+    FamilyBlock,
+    FamilyManifest,
+    FamilyPreprocessing,
+    LatencyMs,
+    MemberRecord,
+    SearchRecord,
+    Summary,
+)
+from famc.search.stage import Families
+from famc.ship import ShippedMember
+from famc.space import flops, params
+
+
+def _member(p: Prepared, r: MemberResult, shipped: ShippedMember | None) -> MemberRecord:
+    arch, plan = r.found.best.arch, r.plan
+    predicted = plan.predicted_ms(p.space, arch)
+    latency = LatencyMs(
+        predicted=None if predicted is None else round(predicted, 4),
+        budget=plan.budget if plan.cost_model.needs_table else None,
+        measured=None if shipped is None else round(shipped.measured_ms, 4),
+        measured_on=None if shipped is None else shipped.measured_on,
+    )
+    artifacts = None
+    if shipped is not None:
+        artifacts = Artifacts(**{
+            fmt: rec.model_copy(update={"path": f"members/{plan.name}/{rec.path}"} if rec.path else {})
+            for fmt, rec in shipped.artifacts.items()
+        })  # fmt: skip
+    return MemberRecord(
+        name=plan.name, target=Path(plan.target_path).stem, arch=arch.to_dict(),
+        contains=r.found.contains, top1=r.top1, search_top1=round(r.found.best.score.top1, 3),
+        latency_ms=latency, budget=Budget(**{plan.cost_model.name: plan.budget}),
+        flops=flops(p.space, arch), params=params(p.space, arch),
+        path=None if shipped is None else f"members/{plan.name}", artifacts=artifacts,
+    )  # fmt: skip
+
+
+def _block(p: Prepared, result: FamilyResult) -> FamilyBlock:
+    return FamilyBlock(members=[_member(p, r, None) for r in result.members],
+                       pairwise=result.pairwise)  # fmt: skip
+
+
+def _summary(evaluated: Evaluated, ev: CachedEvaluation, started: float) -> Summary:
+    base = evaluated.baseline
+    return Summary(
+        family=evaluated.family.summary(),
+        baseline=None if base is None else base.summary(),
+        nfr_reduction_pct=evaluated.nfr_reduction_pct(),
+        top1_cost=evaluated.top1_cost(),
+        build_seconds=round(time.perf_counter() - started, 1),
+        evaluations=Evaluations(run=ev.evaluated, cache_hits=ev.cache.hits),
+    )
+
+
+def _preprocessing(p: Prepared, families: Families) -> FamilyPreprocessing:
+    d = p.data
+    return FamilyPreprocessing(
+        channels=d.channels, mean=list(d.mean), std=list(d.std), class_names=list(d.classes),
+        resolution={m.name: m.best.arch.resolution for m in families.regnas},
+    )  # fmt: skip
+
+
+def _trace(families: Families) -> str:
+    rows = [
+        {"family": fam, "member": m.name, **c.to_dict()}
+        for fam, found in (("reg-nas", families.regnas), ("baseline", families.baseline or []))
+        for m in found
+        for c in m.trace
+    ]
+    return "".join(json.dumps(t) + "\n" for t in rows)
+
+
+def report(p: Prepared, families: Families, evaluated: Evaluated, ev: CachedEvaluation,
+           shipped: list[ShippedMember], out_dir: Path, *, gates: bool,
+           started: float) -> FamilyManifest:  # fmt: skip
+    """Write family.json, trace.jsonl, report.html and report.md into ``out_dir``."""
+    members = [_member(p, r, s) for r, s in zip(evaluated.family.members, shipped, strict=True)]
+    pairs = evaluated.family.pairwise
+    search = SearchRecord(**p.cfg.search.model_dump(), search_images=len(p.search_split),
+                          calib_images=len(p.calib),
+                          evaluation=p.cfg.evaluation.model_copy(update={"cache_dir": None}))  # fmt: skip
+    manifest = FamilyManifest(
+        famc_version=__version__,
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        space=p.space.name,
+        preprocessing=_preprocessing(p, families),
+        members=members,
+        pairwise=pairs,
+        baseline=None if evaluated.baseline is None else _block(p, evaluated.baseline),
+        summary=_summary(evaluated, ev, started),
+        search=search,
+        inputs=p.inputs,
+        gates=check_gates(members, pairs, p.cfg.gates) if gates else None,
+    )
+    write_text(out_dir / "trace.jsonl", _trace(families))
+    write_text(out_dir / "family.json", manifest.model_dump_json(indent=2) + "\n")
+    write_report(out_dir)
+    return manifest

@@ -1,0 +1,47 @@
+"""Build stage 2, search: prepared members → the REG-NAS family and the plain-NAS baseline.
+
+The stage only needs a way to score an architecture on the search split (``correct``); how vectors
+are computed and cached is the evaluation engine's business, handed in by the build.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from famc.prepare import MemberPlan, Prepared
+from famc.progress import Reporter
+from famc.search.evolution import Constraint, EvolutionSettings
+from famc.search.family import FoundMember, MemberSpec, search_family
+from famc.space import Arch
+
+
+@dataclass(frozen=True)
+class Families:
+    """The searched families, smallest member first; ``baseline`` is None when not asked for."""
+
+    regnas: list[FoundMember]
+    baseline: list[FoundMember] | None
+
+
+def constraint(p: Prepared, plan: MemberPlan) -> Constraint:
+    """``plan``'s budget as a search constraint on its own cost model."""
+    return Constraint(lambda a: plan.cost(p.space, a), plan.budget, plan.cost_model.describe,
+                      plan.name)  # fmt: skip
+
+
+def search(p: Prepared, correct: Callable[[Arch], torch.Tensor], reporter: Reporter) -> Families:
+    """Search every member of both families (REG-NAS: R0 then R2 + CAS; baseline: R0 each)."""
+    s = p.cfg.search
+    settings = EvolutionSettings(s.population, s.generations, s.parent_ratio, s.mutation_ratio,
+                                 s.mutate_prob, s.max_tries)  # fmt: skip
+    specs = [MemberSpec(plan.name, constraint(p, plan)) for plan in p.plans]
+
+    def run(regnas: bool) -> list[FoundMember]:
+        return search_family(p.space, specs, correct, settings, regnas=regnas, lambda1=s.lambda1,
+                             lambda2=s.lambda2, reference=s.reference, seed=s.seed,
+                             reporter=reporter)  # fmt: skip
+
+    return Families(run(True), run(False) if s.baseline == "r0" else None)
