@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from famc.errors import FamcError, GateFailure
+from famc.errors import GateFailure
 from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import evaluate
-from famc.io import staged_directory
+from famc.io import check_output_dir, staged_directory
 from famc.prepare import prepare
 from famc.progress import Reporter
 from famc.report.stage import report
@@ -32,9 +32,10 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
     started = time.perf_counter()
     p = prepare(config_path)
     out_dir = Path(out if out is not None else p.cfg.out)
-    if out_dir.exists() and not force:
-        raise FamcError(f"{out_dir} already exists: pass --force to replace it, or --out DIR")
+    check_output_dir(out_dir, force, p.input_paths())
     ev = CachedEvaluation(p)
+    for note in ev.notes():
+        log(note)
     families = search(p, ev.search_vector, reporter or Reporter("off"))
     evaluated = evaluate(p, families, ev, log)
     with staged_directory(out_dir) as tmp:

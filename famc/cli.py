@@ -6,6 +6,7 @@ the error says otherwise); anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -23,15 +24,43 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: What the user can do about an OS error that the environment, not famc, caused.
+_OS_FIXES = {
+    errno.ENOSPC: "free disk space or choose another location",
+    errno.EDQUOT: "free some of your disk quota or choose another location",
+    errno.EROFS: "the filesystem is read-only: choose a writable location",
+    errno.EACCES: "permission denied: choose a location you may write to",
+    errno.EPERM: "operation not permitted: choose a location you may write to",
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: fix the path",
+    errno.EISDIR: "a directory stands where a file is expected: fix the path",
+}
+
+
+def _error(lines: str) -> None:
+    for line in lines.splitlines():
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def _clean_errors(fn: F) -> F:
+    """User-caused failures become ``error:`` lines and an exit code; bugs keep their traceback."""
+
     @wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except FamcError as exc:
-            for line in str(exc).splitlines():
-                err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            _error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno not in _OS_FIXES:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _error(f"{where}{exc.strerror}; {_OS_FIXES[exc.errno]}")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            _error("interrupted: what was in progress was discarded, nothing half-written remains")
+            raise typer.Exit(130) from None
 
     return run  # type: ignore[return-value]
 
@@ -124,23 +153,18 @@ def build(
 @app.command()
 @_clean_errors
 def verify(release: Annotated[Path, typer.Argument(help="release or member directory")]) -> None:
-    """Re-run every artifact this host can run against its golden outputs."""
-    from famc.export import verify_dir
+    """Check a release against its records and re-run every artifact this host can run."""
+    from famc.verify import verify as run_verify
 
-    members = (
-        sorted(d for d in (release / "members").iterdir())
-        if (release / "members").is_dir()
-        else [release]
-    )
-    failed = 0
-    for member in members:
-        for r in verify_dir(member):
-            p = r.parity
-            figures = f"agreement {p.top1_agreement:.4f} max_abs {p.max_abs:.2e}" if p else r.detail
-            typer.echo(f"{member.name:>10} {r.format:<9} {r.status:<14} {figures}")
-            failed += r.status in ("parity_failed", "error")
+    findings = run_verify(release)
+    for name, r in findings:
+        p = r.parity
+        figures = f"agreement {p.top1_agreement:.4f} max_abs {p.max_abs:.2e}" if p else r.detail
+        typer.echo(f"{name:>10} {r.subject:<18} {r.status:<12} {figures}")
+    failed = [(name, r) for name, r in findings if r.status == "failed"]
     if failed:
-        raise FamcError(f"{failed} artifact(s) failed verification", exit_code=3)
+        lines = [f"{name} {r.subject}: {r.detail}" for name, r in failed]
+        raise FamcError("\n".join(["verification failed:", *lines]), exit_code=3)
 
 
 @app.command()
@@ -153,8 +177,13 @@ def export(
     """Export one family member, with parity checked on the test split of its dataset."""
     from famc.export.member import export_one
 
-    for rec in export_one(member, fmt, precision).values():
+    records = export_one(member, fmt, precision).values()
+    for rec in records:
         typer.echo(f"{rec.format:<9} {rec.status:<14} {rec.path or '-'}  {rec.detail}")
+    failed = [r for r in records if r.status in ("parity_failed", "export_failed")]
+    if failed:
+        lines = [f"{r.format}: {r.status}: {r.detail}" for r in failed]
+        raise FamcError("\n".join(lines), exit_code=3)
 
 
 @app.command()

@@ -71,6 +71,17 @@ class Prepared:
     search_split: ImageSet
     inputs: Inputs
 
+    def input_paths(self) -> list[Path]:
+        """Every file or directory the build reads, so no output may swallow one."""
+        i = self.inputs
+        paths = [
+            Path(i.config),
+            Path(i.supernet),
+            *map(Path, i.tables),
+            *map(Path, i.targets.values()),
+        ]
+        return paths + ([Path(self.cfg.data.root)] if self.cfg.data.root else [])
+
 
 def _plan_member(cfg: FamilyConfig, space: SearchSpace, index: int) -> MemberPlan:
     member = cfg.members[index]

@@ -28,7 +28,6 @@ from famc.export import (
     read_onnx_preprocessing,
     run_onnx,
     torch_logits,
-    verify_dir,
 )
 from famc.export.coreml import export_coreml
 from famc.export.tensorrt import (
@@ -37,6 +36,8 @@ from famc.export.tensorrt import (
     trtexec_command,
     write_trtexec_script,
 )
+from famc.export.verify import verify_member
+from famc.verify import verify
 
 HAS_COREML = importlib.util.find_spec("coremltools") is not None
 CAN_BUILD_TRT = tensorrt_unavailable_reason() is None
@@ -272,30 +273,33 @@ def test_export_member_records_and_golden(member_dir: tuple[Path, dict]) -> None
         assert recs["coreml"].sha256 is not None
 
 
-def test_verify_dir_reruns_onnx_against_golden(member_dir: tuple[Path, dict]) -> None:
+def test_verify_reruns_onnx_against_golden(member_dir: tuple[Path, dict]) -> None:
     out, _ = member_dir
-    results = {r.format: r for r in verify_dir(out)}
-    assert results["onnx"].status == "passed"
-    assert results["onnx"].parity.n == 16 and results["onnx"].parity.max_abs < 1e-4
+    results = {r.subject: r for _, r in verify(out)}
+    assert results["files"].status == "passed"
+    assert results["model.onnx"].status == "passed"
+    assert results["model.onnx"].parity.n == 16 and results["model.onnx"].parity.max_abs < 1e-4
     if HAS_COREML and platform.system() != "Darwin":
-        assert results["coreml"].status == "skipped"
-        assert "macOS" in results["coreml"].detail
+        assert results["model.mlpackage"].status == "unavailable"
+        assert "macOS" in results["model.mlpackage"].detail
     if not CAN_BUILD_TRT:
-        assert "tensorrt" not in results  # deferred: only trtexec.sh, no engine to re-run
+        assert "model.engine" not in results  # deferred: only trtexec.sh, no engine to re-run
 
 
-def test_verify_dir_catches_tampered_onnx(tmp_path: Path, model: TinyNet) -> None:
-    export_member(model, tmp_path, PRE, ["onnx"], make_batches(32, 32))
+def test_verify_catches_tampered_onnx(tmp_path: Path, model: TinyNet) -> None:
+    recs = export_member(model, tmp_path, PRE, ["onnx"], make_batches(32, 32))
     _perturb_onnx_weights(tmp_path / "model.onnx")
-    (res,) = verify_dir(tmp_path)
-    assert res.status == "parity_failed"
-    assert "sha256 differs" in res.detail
+    (finding,) = verify(tmp_path)  # a changed file is not re-run: its record no longer vouches
+    assert finding[1].status == "failed" and "model.onnx differs" in finding[1].detail
+    # the golden check alone (records trusted) still catches the numbers
+    (rerun,) = verify_member(tmp_path, [], [recs["onnx"]])[1:]
+    assert rerun.status == "failed" and rerun.parity is not None
     (tmp_path / "model.onnx").write_bytes(b"not an onnx file")
-    (res,) = verify_dir(tmp_path)
-    assert res.status == "error"
+    (rerun,) = verify_member(tmp_path, [], [recs["onnx"]])[1:]
+    assert rerun.status == "failed" and rerun.parity is None
     (tmp_path / "golden.safetensors").unlink()
     with pytest.raises(FamcError, match="golden"):
-        verify_dir(tmp_path)
+        verify_member(tmp_path, [], [recs["onnx"]])
 
 
 # --- TensorRT ---------------------------------------------------------------------------------

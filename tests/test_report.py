@@ -57,6 +57,7 @@ def _artifact(fmt: str, status: str) -> dict[str, Any]:
         "format": fmt,
         "path": f"model.{fmt}" if exported else None,
         "sha256": "ab" * 32 if exported else None,
+        "size": 1234 if exported else None,
         "status": status,
         "parity": _parity(status == "passed") if status in ("passed", "parity_failed") else None,
         "atol": 1e-4,

@@ -19,7 +19,13 @@ from famc.data.preprocessing import Preprocessing
 from famc.errors import FamcError
 from famc.export.formats import FORMATS, ExportJob, Format, with_dependencies
 from famc.export.parity import Parity, parity, torch_logits
-from famc.export.records import ArtifactRecord, Artifacts, ArtifactsManifest, Status
+from famc.export.records import (
+    ArtifactRecord,
+    Artifacts,
+    ArtifactsManifest,
+    Status,
+    member_files,
+)
 from famc.export.verify import MANIFEST_NAME, write_golden
 from famc.member import load_member, member_info
 
@@ -62,7 +68,9 @@ def export_member(
     for fmt in fmts:
         check = _parity_check(FORMATS[fmt], xs, reference, labels)
         records[fmt] = _export_format(job, FORMATS[fmt], records, check)
-    manifest = ArtifactsManifest(preprocessing=pre, artifacts=Artifacts(**records))
+    made = {r.path for r in records.values()} | {MANIFEST_NAME}
+    others = [f for f in member_files(job.directory) if f.path not in made]
+    manifest = ArtifactsManifest(preprocessing=pre, artifacts=Artifacts(**records), files=others)
     _fs.write_text(job.directory / MANIFEST_NAME, manifest.model_dump_json(indent=2) + "\n")
     return records
 
@@ -97,9 +105,11 @@ def _export_format(
     def record(path: Path | None, status: Status, seconds: float, detail: str,
                p: Parity | None = None) -> ArtifactRecord:  # fmt: skip
         sha = None if path is None else _fs.sha256_path(path)
+        size = None if path is None else _fs.size_path(path)
         rel = None if path is None else path.name
-        return ArtifactRecord(format=f.name, path=rel, sha256=sha, status=status, atol=atol,
-                              parity=p, seconds=round(seconds, 3), detail=detail)  # fmt: skip
+        return ArtifactRecord(format=f.name, path=rel, sha256=sha, size=size, status=status,
+                              atol=atol, parity=p, seconds=round(seconds, 3),
+                              detail=detail)  # fmt: skip
 
     broken = [n for n in f.needs if done[n].status == "export_failed"]
     if broken:

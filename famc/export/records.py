@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -15,19 +16,42 @@ from pydantic import (
 from famc.data.preprocessing import Preprocessing
 from famc.export.formats import FORMATS
 from famc.export.parity import Parity
+from famc.io import sha256_path, size_path
 
 Status = Literal["passed", "parity_failed", "export_failed", "deferred", "skipped"]
 
 
+class FileRecord(BaseModel):
+    """One file (or ``.mlpackage`` directory) of a member, as written: what verify checks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str  # relative to the member directory
+    sha256: str
+    size: int  # bytes (a directory: the sum of its files)
+
+
+def file_record(path: Path, base: Path) -> FileRecord:
+    return FileRecord(path=path.relative_to(base).as_posix(), sha256=sha256_path(path),
+                      size=size_path(path))  # fmt: skip
+
+
+def member_files(directory: Path) -> list[FileRecord]:
+    """Every entry of a member directory (hidden in-flight temporaries aside), by name."""
+    entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+    return [file_record(p, directory) for p in entries]
+
+
 class ArtifactRecord(BaseModel):
     """What happened to one format: the artifact (a path relative to the member directory), its
-    hash, the tolerance it was held to, and how well it matched PyTorch."""
+    hash and size, the tolerance it was held to, and how well it matched PyTorch."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     format: str
     path: str | None
     sha256: str | None
+    size: int | None
     status: Status
     atol: float
     parity: Parity | None
@@ -67,3 +91,4 @@ class ArtifactsManifest(BaseModel):
 
     preprocessing: Preprocessing
     artifacts: Artifacts  # type: ignore[valid-type]
+    files: list[FileRecord]  # the member's other files at export time (weights, golden I/O)

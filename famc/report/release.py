@@ -8,7 +8,9 @@ forbids unknown keys everywhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,11 +20,19 @@ from pydantic_core import core_schema
 from famc.config import Budget, EvaluationConfig, MemberName, SearchConfig
 from famc.evaluate.stage import FamilySummary
 from famc.export import Artifacts
+from famc.export.records import FileRecord
 from famc.metrics import Pair
 from famc.prepare import Inputs
 from famc.space import ArchRecord
 
 SCHEMA_VERSION = 2
+FAMILY_JSON = "family.json"
+DIGEST_NAME = f"{FAMILY_JSON}.sha256"
+
+
+def digest_line(family_json: Path) -> str:
+    """``sha256sum``-compatible line recording ``family.json``'s digest, written beside it."""
+    return f"{hashlib.sha256(family_json.read_bytes()).hexdigest()}  {FAMILY_JSON}\n"
 
 
 class _Model(BaseModel):
@@ -62,6 +72,9 @@ class MemberRecord(_Model):
     params: int
     path: str | None = Field(description="member directory, relative to family.json")
     artifacts: Artifacts | None = Field(None, description="exports, paths relative to family.json")  # type: ignore[valid-type]
+    files: list[FileRecord] | None = Field(
+        None, description="every file of the member directory (sha256, size), for famc verify"
+    )
 
 
 class FamilyBlock(_Model):

@@ -17,11 +17,14 @@ from famc.config import Budget
 from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import Evaluated, FamilyResult, MemberResult
 from famc.export import Artifacts
+from famc.export.records import member_files
 from famc.io import write_text
 from famc.prepare import Prepared
 from famc.report import write_report
 from famc.report.gates import check_gates
 from famc.report.release import (
+    DIGEST_NAME,
+    FAMILY_JSON,
     Evaluations,
     FamilyBlock,
     FamilyManifest,
@@ -30,6 +33,7 @@ from famc.report.release import (
     MemberRecord,
     SearchRecord,
     Summary,
+    digest_line,
 )
 from famc.search.stage import Families
 from famc.ship import ShippedMember
@@ -57,6 +61,7 @@ def _member(p: Prepared, r: MemberResult, shipped: ShippedMember | None) -> Memb
         latency_ms=latency, budget=Budget(**{plan.cost_model.name: plan.budget}),
         flops=flops(p.space, arch), params=params(p.space, arch),
         path=None if shipped is None else f"members/{plan.name}", artifacts=artifacts,
+        files=None if shipped is None else member_files(shipped.directory),
     )  # fmt: skip
 
 
@@ -118,6 +123,7 @@ def report(p: Prepared, families: Families, evaluated: Evaluated, ev: CachedEval
         gates=check_gates(members, pairs, p.cfg.gates) if gates else None,
     )
     write_text(out_dir / "trace.jsonl", _trace(families))
-    write_text(out_dir / "family.json", manifest.model_dump_json(indent=2) + "\n")
+    write_text(out_dir / FAMILY_JSON, manifest.model_dump_json(indent=2) + "\n")
+    write_text(out_dir / DIGEST_NAME, digest_line(out_dir / FAMILY_JSON))
     write_report(out_dir)
     return manifest

@@ -33,7 +33,7 @@ from famc import __version__
 from famc.data import DataSplits, to_input
 from famc.errors import FamcError
 from famc.evaluate.engine import Evaluator
-from famc.io import atomic_path, sha256_path, write_text
+from famc.io import atomic_path, first_line, read_torch, sha256_path, write_text
 from famc.metrics import top1
 from famc.space import Arch, SearchSpace, get_space
 from famc.supernet import (
@@ -127,17 +127,35 @@ def _progress(enabled: bool) -> Progress:
     )
 
 
+RESTART = "start the run again with --force"
+
+
+def _valid_state(state: object) -> bool:
+    """What a resume needs, of the right types: the epoch reached, optimizer state, weight hash."""
+    return (
+        isinstance(state, dict)
+        and isinstance(state.get("epoch"), int)
+        and state["epoch"] >= 0
+        and isinstance(state.get("optimizer"), dict)
+        and isinstance(state.get("weights_sha256"), str)
+    )
+
+
 def _prepare_out(out: Path, resume: bool, force: bool) -> dict[str, Any] | None:
     """The saved training state to resume from, or None for a fresh run."""
     state_path = out / STATE
     if resume:
         if not state_path.is_file():
             raise FamcError(f"--resume: no training state in {out} ({STATE} missing)")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = read_torch(state_path, "training state", RESTART)
+        if not _valid_state(state):
+            raise FamcError(f"--resume: {state_path} is not a famc training state; {RESTART}")
+        if not (out / WEIGHTS).is_file():
+            raise FamcError(f"--resume: {out / WEIGHTS} is missing; {RESTART}")
         if sha256_path(out / WEIGHTS) != state["weights_sha256"]:
             raise FamcError(
                 f"--resume: {out / WEIGHTS} does not match {state_path} (a run was killed while "
-                f"checkpointing); restart with --force"
+                f"checkpointing); {RESTART}"
             )
         return state
     if state_path.exists() and not force:
@@ -193,7 +211,11 @@ def _setup(cfg: TrainConfig, resume: bool, force: bool) -> _Run:
         momentum=cfg.optimizer.momentum, nesterov=cfg.optimizer.nesterov,
     )  # fmt: skip
     if state is not None:
-        opt.load_state_dict(state["optimizer"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise FamcError(f"--resume: the optimizer state in {out / STATE} does not fit this "
+                            f"config ({first_line(exc)}); {RESTART}") from None  # fmt: skip
     steps = len(data.train) // cfg.batch_size
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
@@ -279,9 +301,21 @@ def _trim_log(log: Path, epochs_done: int) -> None:
     """On resume, forget log lines of epochs after the checkpoint (they will be redone)."""
     if not log.exists():
         return
-    lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs_done]
+    kept = [ln for ln, rec in _log_records(log) if rec.get("epoch", 0) <= epochs_done]
     write_text(log, "".join(ln + "\n" for ln in kept))
+
+
+def _log_records(log: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The log's lines that parse; a line torn by a kill belongs to an epoch that is redone."""
+    out = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append((line, rec))
+    return out
 
 
 def _checkpoint(
