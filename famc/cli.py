@@ -115,22 +115,55 @@ def build(
     ] = None,
     force: Annotated[bool, typer.Option(help="replace an existing release directory")] = False,
     gates: Annotated[bool, typer.Option(help="check the config's release gates (exit 3)")] = True,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    progress: Annotated[bool, typer.Option(help="show progress (bars, or lines in a log)")] = True,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="print the build summary as one JSON document")
+    ] = False,
+    junit: Annotated[
+        Path | None, typer.Option(help="write JUnit XML: a test case per gate and artifact")
+    ] = None,
+    allow_split_overlap: Annotated[
+        bool, typer.Option(help="rank on images the supernet was trained on (not recommended)")
+    ] = False,
 ) -> None:
     """Search, export and report a nested model family (REG-NAS) plus the plain-NAS baseline."""
     from famc.build import build as run_build
     from famc.errors import GateFailure
     from famc.progress import Reporter
-    from famc.report.data import read_manifest
 
     failure: GateFailure | None = None
     try:
         release = run_build(config, out=out, force=force, gates=gates,
-                            reporter=Reporter.auto(progress),
+                            reporter=Reporter.auto(progress), allow_split_overlap=allow_split_overlap,
                             log=lambda line: err.print(escape(line), highlight=False))  # fmt: skip
     except GateFailure as exc:  # the release exists: summarise it, then fail with the gates
         release, failure = exc.release, exc
+    _summarise(release, json_out, junit)
+    if failure is not None:
+        raise failure
+
+
+def _summarise(release: Path, json_out: bool, junit: Path | None) -> None:
+    """The build's result for a person (stdout), a pipeline (``--json``, ``--junit``) and GitHub
+    Actions (``$GITHUB_STEP_SUMMARY`` and ``::error`` annotations)."""
+    import json
+    import os
+
+    from famc.io import write_text
+    from famc.report import ci
+    from famc.report.data import read_manifest
+
     manifest = read_manifest(release / "family.json")
+    if junit is not None:
+        write_text(junit, ci.junit_xml(manifest))
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+            summary.write((release / "report.md").read_text(encoding="utf-8") + "\n")
+        for line in ci.github_annotations(manifest):  # stdout, unless it carries the JSON
+            print(line, file=sys.stderr if json_out else sys.stdout, flush=True)
+    if json_out:
+        typer.echo(json.dumps(ci.build_summary(manifest, release), indent=2))
+        return
     for m in manifest.members:
         lat = m.latency_ms.predicted
         typer.echo(
@@ -146,8 +179,6 @@ def build(
         )
     typer.echo(line)
     typer.echo(f"→ {release / 'family.json'}, {release / 'report.html'}")
-    if failure is not None:
-        raise failure
 
 
 @app.command()
@@ -169,6 +200,28 @@ def verify(release: Annotated[Path, typer.Argument(help="release or member direc
 
 @app.command()
 @_clean_errors
+def diff(
+    old: Annotated[Path, typer.Argument(help="the release in use")],
+    new: Annotated[Path, typer.Argument(help="the release that would replace it")],
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Per shared member: Top-1 old/new, negative and positive flips old → new, latency change."""
+    import json
+
+    from famc.diff import diff_releases
+
+    updates = diff_releases(old, new)
+    if json_out:
+        typer.echo(json.dumps([u.model_dump() for u in updates], indent=2))
+        return
+    for u in updates:
+        lat = "" if u.latency_change_pct is None else f"  latency {u.latency_change_pct:+.1f} %"
+        typer.echo(f"{u.name:>10}: top1 {u.top1_old:.2f} → {u.top1_new:.2f} %  "
+                   f"NFR {u.nfr:.2f} %  PFR {u.pfr:.2f} %{lat}")  # fmt: skip
+
+
+@app.command()
+@_clean_errors
 def export(
     member: Annotated[Path, typer.Argument(help="member directory (holds arch.json)")],
     fmt: Annotated[list[str], typer.Option("--format", help="onnx, coreml or tensorrt")],
@@ -180,7 +233,7 @@ def export(
     records = export_one(member, fmt, precision).values()
     for rec in records:
         typer.echo(f"{rec.format:<9} {rec.status:<14} {rec.path or '-'}  {rec.detail}")
-    failed = [r for r in records if r.status in ("parity_failed", "export_failed")]
+    failed = [r for r in records if r.status == "failed"]
     if failed:
         lines = [f"{r.format}: {r.status}: {r.detail}" for r in failed]
         raise FamcError("\n".join(lines), exit_code=3)
@@ -211,11 +264,25 @@ def profile(
 
 @app.command()
 @_clean_errors
-def validate(config: Annotated[Path, typer.Argument(help="family.yaml")]) -> None:
-    """Check a family config without searching: config, data, checkpoint fit, table coverage."""
+def validate(
+    config: Annotated[Path, typer.Argument(help="family.yaml")],
+    allow_split_overlap: Annotated[
+        bool, typer.Option(help="rank on images the supernet was trained on (not recommended)")
+    ] = False,
+) -> None:
+    """Check a family config without searching: config, data, checkpoint fit and split, table
+    coverage, and that every budget admits a sub-network."""
     from famc.prepare import prepare
 
-    p = prepare(config)
+    p = prepare(config, allow_split_overlap)
+    for note in p.notes:
+        err.print(escape(note), highlight=False)
+    for plan in p.plans:
+        lo, hi = plan.cost_range(p.space)
+        d = plan.cost_model.describe
+        typer.echo(
+            f"{plan.name:>10}: budget {d(plan.budget)}; sub-networks cost {d(lo)} to {d(hi)}"
+        )
     typer.echo(
         f"ok: {config} — space {p.space.name}, {len(p.plans)} member(s) "
         f"({', '.join(pl.name for pl in p.plans)}), supernet {p.inputs.supernet_sha256[:12]}, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from famc.errors import FamcError
-from famc.export.records import ArtifactRecord, ArtifactsManifest, FileRecord, artifact_records
+from famc.export.records import ArtifactsManifest, FileRecord, artifact_records
 from famc.export.verify import MANIFEST_NAME, VerifyResult, verify_member
 from famc.io import load_json
 from famc.member import INFO_NAME
@@ -70,8 +70,8 @@ def _verify_recorded(release: Path, m: MemberRecord) -> list[VerifyResult]:
     if m.path is None or m.files is None:
         return [VerifyResult(subject="files", status="failed", detail="no files recorded")]
     directory = release / m.path
-    records: list[ArtifactRecord] = [] if m.artifacts is None else artifact_records(m.artifacts)
-    local = [r.model_copy(update={"path": Path(r.path).name}) if r.path else r for r in records]
+    local = [r.model_copy(update={"path": Path(r.path).name}) if r.path else r
+             for r in m.artifact_list()]  # fmt: skip
     return verify_member(directory, m.files, local)
 
 

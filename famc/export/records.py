@@ -15,10 +15,13 @@ from pydantic import (
 
 from famc.data.preprocessing import Preprocessing
 from famc.export.formats import FORMATS
-from famc.export.parity import Parity
+from famc.export.parity import Parity, ParityPolicy
 from famc.io import sha256_path, size_path
 
-Status = Literal["passed", "parity_failed", "export_failed", "deferred", "skipped"]
+#: passed: built and matched PyTorch by its policy; failed: not produced, not runnable or out of
+#: tolerance; unavailable: this host cannot have the runtime (it is produced where possible and
+#: says how to check it where it runs).
+Status = Literal["passed", "failed", "unavailable"]
 
 
 class FileRecord(BaseModel):
@@ -53,8 +56,11 @@ class ArtifactRecord(BaseModel):
     sha256: str | None
     size: int | None
     status: Status
-    atol: float
-    parity: Parity | None
+    precision: str
+    policy: ParityPolicy
+    min_atol: float | None = None  # the smallest fail-level atol that would pass (same statistic)
+    warning: str | None = None  # passed, but outside the policy's warn level
+    parity: Parity | None = None
     seconds: float
     detail: str
 

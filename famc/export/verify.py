@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from famc import io as _fs
 from famc.errors import FamcError
 from famc.export.formats import FORMATS, Format
-from famc.export.parity import Parity, parity, torch_logits
+from famc.export.parity import Parity, Tolerance, parity, torch_logits
 from famc.export.records import ArtifactRecord, FileRecord
 
 GOLDEN_NAME = "golden.safetensors"
@@ -69,8 +69,11 @@ def read_golden(directory: Path) -> dict[str, Tensor]:
     return tensors
 
 
-def check_files(directory: Path, expected: Sequence[FileRecord]) -> VerifyResult:
-    """Every recorded file present with its recorded sha256 and size; other entries are noted."""
+def check_files(
+    directory: Path, expected: Sequence[FileRecord], extra: set[str] | None = None
+) -> VerifyResult:
+    """Every recorded file present with its recorded sha256 and size; other entries (but the
+    ``extra`` names, artifacts built since on the right host) are noted."""
     problems = []
     for rec in expected:
         path = directory / rec.path
@@ -78,7 +81,7 @@ def check_files(directory: Path, expected: Sequence[FileRecord]) -> VerifyResult
             problems.append(f"{rec.path} is missing")
         elif (_fs.size_path(path), _fs.sha256_path(path)) != (rec.size, rec.sha256):
             problems.append(f"{rec.path} differs from its record (sha256/size)")
-    known = {r.path for r in expected}
+    known = {r.path for r in expected} | (extra or set())
     stray = sorted(p.name for p in directory.iterdir() if p.name not in known)
     note = f"; ignored {len(stray)} unrecorded file(s): {', '.join(stray)}" if stray else ""
     if problems:
@@ -92,34 +95,41 @@ def verify_member(
     directory: Path, files: Sequence[FileRecord], artifacts: Sequence[ArtifactRecord]
 ) -> list[VerifyResult]:
     """Check a member's files against ``files`` and re-run each recorded artifact this host can
-    run against the golden outputs, at the recorded tolerance."""
+    run against the golden outputs, by its recorded parity policy. An artifact that was
+    unavailable where it was built is checked once its file exists (built on the right host)."""
     directory = Path(directory)
     if not directory.is_dir():
         return [VerifyResult(subject="files", status="failed", detail=f"{directory} is missing")]
-    results = [check_files(directory, files)]
+    built_since = {
+        a.path for a in artifacts if a.status == "unavailable" and a.path and not a.sha256
+    }
+    results = [check_files(directory, files, built_since)]
     if results[0].status == "failed":
         return results  # a changed file is not re-run: its record no longer vouches for it
     golden = read_golden(directory)
     for rec in artifacts:
-        if rec.path is not None and rec.status in ("passed", "skipped"):
-            results.append(_rerun(directory / rec.path, FORMATS[rec.format], golden, rec.atol))
+        if rec.path is None or rec.status == "failed":
+            continue
+        path = directory / rec.path
+        if not path.exists():
+            results.append(VerifyResult(subject=rec.path, format=rec.format, status="unavailable",
+                                        detail=rec.detail))  # fmt: skip
+            continue
+        results.append(_rerun(path, FORMATS[rec.format], golden, rec.policy.fail))
     return results
 
 
-def _rerun(path: Path, f: Format, golden: dict[str, Tensor], atol: float) -> VerifyResult:
-    base = {"subject": path.name, "format": f.name, "atol": atol}
+def _rerun(path: Path, f: Format, golden: dict[str, Tensor], tol: Tolerance) -> VerifyResult:
+    base = {"subject": path.name, "format": f.name, "atol": tol.atol}
     try:
-        why = f.cannot_run()
+        why = f.host_lacks() or f.missing()
         if why is not None:
-            if f.inspect is not None:
-                f.inspect(path)
-                why += "; structure checked"
             return VerifyResult(**base, status="unavailable", detail=why)
         t0 = time.perf_counter()
         p = parity(golden["logits"], f.run(path, [golden["input"]]), golden.get("labels"))
     except Exception as e:  # a broken artifact is a failed check, not a crash of the whole verify
         msg = (str(e).strip().splitlines() or [""])[0]
         return VerifyResult(**base, status="failed", detail=f"{type(e).__name__}: {msg}")
-    detail = f"max_abs {p.max_abs:.3g} (atol {atol:g}), top1 agreement {p.top1_agreement:.4f}"
-    return VerifyResult(**base, status="passed" if p.passed(atol) else "failed", parity=p,
+    detail = f"{tol.statistic_name} {p.error(tol):.3g} (allowed: {tol.describe()})"
+    return VerifyResult(**base, status="passed" if p.meets(tol) else "failed", parity=p,
                         seconds=time.perf_counter() - t0, detail=detail)  # fmt: skip

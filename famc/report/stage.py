@@ -8,12 +8,18 @@ does not contain.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
+import torch
+
 from famc import __version__
 from famc.config import Budget
+from famc.diff import diff_members
 from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import Evaluated, FamilyResult, MemberResult
 from famc.export import Artifacts
@@ -25,6 +31,7 @@ from famc.report.gates import check_gates
 from famc.report.release import (
     DIGEST_NAME,
     FAMILY_JSON,
+    Environment,
     Evaluations,
     FamilyBlock,
     FamilyManifest,
@@ -90,6 +97,28 @@ def _preprocessing(p: Prepared, families: Families) -> FamilyPreprocessing:
     )  # fmt: skip
 
 
+def _version(module: str) -> str | None:
+    try:
+        return str(importlib.metadata.version(module))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> Environment:
+    """What this release was made with, for ``family.json``."""
+    from famc.latency.runtimes import RUNTIMES, device_info
+
+    env_vars = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    host = device_info(RUNTIMES["torch-cpu"])
+    return Environment(
+        famc=__version__, python=platform.python_version(), torch=torch.__version__,
+        onnx=_version("onnx"), onnxruntime=_version("onnxruntime"),
+        coremltools=_version("coremltools"), tensorrt=_version("tensorrt"),
+        cpu=host.cpu, cores=host.cores, torch_threads=torch.get_num_threads(),
+        thread_env={k: os.environ[k] for k in env_vars if k in os.environ},
+    )  # fmt: skip
+
+
 def _trace(families: Families) -> str:
     rows = [
         {"family": fam, "member": m.name, **c.to_dict()}
@@ -106,8 +135,10 @@ def report(p: Prepared, families: Families, evaluated: Evaluated, ev: CachedEval
     """Write family.json, trace.jsonl, report.html and report.md into ``out_dir``."""
     members = [_member(p, r, s) for r, s in zip(evaluated.family.members, shipped, strict=True)]
     pairs = evaluated.family.pairwise
+    previous = p.cfg.gates.previous_release
+    update = None if previous is None else diff_members(Path(previous), members, out_dir)
     search = SearchRecord(**p.cfg.search.model_dump(), search_images=len(p.search_split),
-                          calib_images=len(p.calib),
+                          calib_images=len(p.calib), split_overlap_allowed=p.split_overlap_allowed,
                           evaluation=p.cfg.evaluation.model_copy(update={"cache_dir": None}))  # fmt: skip
     manifest = FamilyManifest(
         famc_version=__version__,
@@ -120,7 +151,9 @@ def report(p: Prepared, families: Families, evaluated: Evaluated, ev: CachedEval
         summary=_summary(evaluated, ev, started),
         search=search,
         inputs=p.inputs,
-        gates=check_gates(members, pairs, p.cfg.gates) if gates else None,
+        environment=environment(),
+        update=update,
+        gates=check_gates(members, pairs, p.cfg.gates, update) if gates else None,
     )
     write_text(out_dir / "trace.jsonl", _trace(families))
     write_text(out_dir / FAMILY_JSON, manifest.model_dump_json(indent=2) + "\n")
