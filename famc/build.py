@@ -41,6 +41,10 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
     with staged_directory(out_dir) as tmp:
         shipped = ship(p, evaluated, ev, tmp, log)
         manifest = report(p, families, evaluated, ev, shipped, tmp, gates=gates, started=started)
+    for host_note in dict.fromkeys(
+        m.latency_ms.note for m in manifest.members if m.latency_ms.note
+    ):
+        log(f"latency: {host_note}; re-fit the table here with `famc profile --refit`")
     failed = [g for g in manifest.gates or [] if not g.passed]
     if failed:
         raise GateFailure([f"gate {g.name} failed: {g.detail}" for g in failed], out_dir)

@@ -239,26 +239,57 @@ def export(
         raise FamcError("\n".join(lines), exit_code=3)
 
 
-@app.command()
+profile_app = typer.Typer(add_completion=False, help="Latency tables: measure, validate, re-fit.")
+app.add_typer(profile_app, name="profile")
+
+
+@profile_app.callback(invoke_without_command=True)
 @_clean_errors
 def profile(
-    space: Annotated[str, typer.Option(help="search-space preset, e.g. fashion-mbv3")],
-    runtime: Annotated[str, typer.Option(help="ort-cpu, torch-cpu, torch-cuda or tensorrt")],
-    out: Annotated[Path, typer.Option(help="latency table to create or complete (YAML)")],
+    ctx: typer.Context,
+    space: Annotated[
+        str | None, typer.Option(help="search-space preset, e.g. fashion-mbv3")
+    ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="ort-cpu, ort-cuda, ort-trt, torch-cpu, torch-cuda, tensorrt")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="latency table to write (YAML)")] = None,
     threads: Annotated[int, typer.Option(help="intra-op threads of the runtime")] = 1,
     batch: Annotated[int, typer.Option(help="batch size of the timed graphs")] = 1,
     warmup: Annotated[int, typer.Option(help="untimed calls per graph")] = 10,
-    repeats: Annotated[int, typer.Option(help="timed calls per graph")] = 100,
-    validate: Annotated[int, typer.Option(help="time N whole sub-networks to fit and score")] = 0,
+    repeats: Annotated[int, typer.Option(help="timed calls per layer graph")] = 100,
+    validate: Annotated[int, typer.Option(help="score on N held-out whole sub-networks")] = 0,
+    fit: Annotated[
+        int | None,
+        typer.Option(help="fit the correction on N whole sub-networks [default: N of --validate]"),
+    ] = None,
+    refit: Annotated[
+        Path | None, typer.Option(help="re-fit this table for this host (with --validate N)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="seed of graph weights and sampled sub-networks")] = 0,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    progress: Annotated[bool, typer.Option(help="report progress")] = True,
 ) -> None:
-    """Measure a latency lookup table for every layer a space can produce (resumable)."""
+    """Measure a latency lookup table for every layer a space can produce (resumable), or with
+    --refit re-fit an existing table's correction on this host."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from famc.latency.profile import refit as refit_table
     from famc.latency.profile import run_profile
 
-    report = run_profile(space, runtime, threads, out, batch=batch, warmup=warmup, repeats=repeats,
-                         validate=validate, seed=seed,
-                         progress=progress and sys.stderr.isatty())  # fmt: skip
+    if refit is not None:
+        given = [f"--{n}" for n, v in (("space", space), ("runtime", runtime)) if v is not None]
+        if given:
+            raise FamcError(f"--refit takes the setting from the table; drop {' and '.join(given)}")
+        report = refit_table(refit, validate, fit=fit, out=out, seed=seed, progress=progress)
+    else:
+        absent = [f"--{n}" for n, v in (("space", space), ("runtime", runtime), ("out", out))
+                  if v is None]  # fmt: skip
+        if absent:
+            raise FamcError(f"famc profile needs {', '.join(absent)} (or --refit TABLE)")
+        assert space is not None and runtime is not None and out is not None
+        report = run_profile(space, runtime, threads, out, batch=batch, warmup=warmup,
+                             repeats=repeats, validate=validate, fit=fit, seed=seed,
+                             progress=progress)  # fmt: skip
     typer.echo(report.summary())
 
 

@@ -91,8 +91,10 @@ class GatesConfig(Strict):
     max_pairwise_nfr: float | None = Field(None, ge=0)  # %, every smaller→larger pair (test)
     min_top1: float | dict[str, float] | None = None  # %, every member or per member name
     min_export_agreement: float | None = Field(None, ge=0, le=1)  # Top-1 agreement per artifact
-    latency_within_budget: bool = False  # measured latency ≤ budget × (1 + tolerance)
-    latency_tolerance_pct: float = Field(10.0, ge=0)
+    # measured latency ≤ budget × (1 + the target's latency_tolerance_pct / 100)
+    latency_within_budget: bool = True
+    # |predicted − measured| ≤ latency_tolerance_pct % of measured, per member with a table
+    latency_table_error: bool = True
     previous_release: str | None = None  # a release this one updates: its NFR is reported
     max_update_nfr: float | None = Field(None, ge=0)  # %, old → new of every shared member
 

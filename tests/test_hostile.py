@@ -187,7 +187,7 @@ def _bad_supernet(tmp: Path) -> Path:
 
 def _negative_table(tmp: Path) -> Path:
     data = yaml.safe_load(TABLE.read_text())
-    data["metadata"]["validation"]["overhead_ms"] = -5.0
+    data["metadata"]["correction"]["intercept_ms"] = -5.0
     path = tmp / "neg.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -214,7 +214,7 @@ def test_bad_inputs_are_one_line(tmp_path: Path, case: str) -> None:
         (tmp_path / "edge.yaml").write_text(yaml.safe_dump(target))
         if case == "latin1_target":
             (tmp_path / "edge.yaml").write_bytes(b"description: caf\xe9\n")
-        cfg["members"][0]["budget"] = {"latency_ms": 0.07}
+        cfg["members"][0]["budget"] = {"latency_ms": 0.1}
     config.write_text(yaml.safe_dump(cfg))
     before = snapshot(tmp_path)
     out = run("validate", config, code=2)

@@ -16,11 +16,14 @@ import famc
 from famc.errors import FamcError
 from famc.latency import LatencyTable, all_signatures, load_target, spearman
 from famc.latency import profile as profile_mod
+from famc.latency.fit import Correction, fit_correction
 from famc.latency.graphs import layer_module
-from famc.latency.profile import ProfileReport, run_profile
-from famc.latency.runtimes import RUNTIMES, make_timer
-from famc.latency.stats import robust
+from famc.latency.measure import Protocol, summarise, time_calls
+from famc.latency.profile import ProfileReport, refit, run_profile
+from famc.latency.runtimes import RUNTIMES, Graph
+from famc.latency.table import FIXED_TERM
 from famc.space import Arch, Preset, SearchSpace, StageSpec, describe, flops, get_space
+from famc.space.layers import elastic_modules
 from famc.space.presets import mbv3_head, mbv3_stem
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,10 +110,29 @@ def test_layer_graphs_chain_into_the_whole_network() -> None:
     assert tuple(x.shape) == (2, TINY.num_classes)
 
 
-def test_torch_cpu_timer_runs() -> None:
+@pytest.mark.parametrize("runtime", ["torch-cpu", "ort-cpu"])
+def test_session_call_is_one_inference(runtime: str, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = describe(tiny_space(), tiny_space().smallest())[2]
-    timer = make_timer(RUNTIMES["torch-cpu"], layer_module(spec), spec.input_shape(1), 1)
-    assert 0 < timer(3) < 1.0
+    module = layer_module(spec)
+    seen: list[tuple[int, ...]] = []
+    if runtime == "torch-cpu":
+        module.register_forward_hook(lambda _m, args, _o: seen.append(tuple(args[0].shape)))
+    call = RUNTIMES[runtime].session(Graph(module, spec.input_shape(3)), 1)
+    [timing] = time_calls([call], Protocol(warmup=2, rounds=3, block=4), random.Random(0))
+    assert timing.n == 12 and 0 < timing.median_ms <= timing.p90_ms < 1000
+    if runtime == "torch-cpu":
+        assert seen == [spec.input_shape(3)] * 14  # warm-up + timed, one batch per call
+
+
+def test_ort_session_runs_the_shipped_file(tmp_path: Path) -> None:
+    """A graph with an artifact runs that file, not a re-export of its module."""
+    spec = describe(tiny_space(), tiny_space().smallest())[2]
+    graph = Graph(layer_module(spec), spec.input_shape(1))
+    path = tmp_path / "model.onnx"
+    path.write_bytes(graph.onnx_bytes())
+    call = RUNTIMES["ort-cpu"].session(Graph(torch.nn.Identity(), spec.input_shape(1), path), 1)
+    [out] = call()  # type: ignore[misc]
+    assert out.shape == (1, spec.out_c, spec.out_hw, spec.out_hw)
 
 
 # ---------------------------------------------------------------- statistics
@@ -123,10 +145,31 @@ def test_spearman_known_values() -> None:
     assert spearman([1.0, 10.0, 100.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)  # ranks only
 
 
-def test_robust_ignores_load_spikes() -> None:
+def test_summarise_is_median_and_p90_in_ms() -> None:
+    t = summarise([i / 1000 for i in range(1, 102)])  # 1 … 101 ms
+    assert (t.median_ms, t.p90_ms, t.n) == (pytest.approx(51.0), pytest.approx(91.0), 101)
+
+
+def test_time_calls_interleaves_graphs_in_blocks() -> None:
+    order: list[str] = []
+    calls = [lambda n=n: order.append(n) for n in "ab"]
+    timings = time_calls(calls, Protocol(warmup=1, rounds=3, block=2), random.Random(0))
+    assert [t.n for t in timings] == [6, 6]
+    timed = order[2:]  # after one warm-up call each
+    assert all(timed[i] == timed[i + 1] for i in range(0, len(timed), 2))  # blocks of 2
+    assert timed.count("a") == timed.count("b") == 6
+
+
+def test_fit_recovers_known_coefficients() -> None:
     rng = random.Random(0)
-    samples = [1.0 + rng.random() * 0.01 for _ in range(40)] + [5.0] * 60  # mostly slowed
-    assert robust(samples).mean == pytest.approx(1.0, abs=0.01)
+    terms = [
+        {"fixed": rng.uniform(0.01, 0.02), "mbconv": rng.uniform(0.02, 0.2)} for _ in range(30)
+    ]
+    measured = [0.004 + 1.2 * t["fixed"] + 0.8 * t["mbconv"] for t in terms]
+    c = fit_correction(terms, measured, call_overhead_ms=0.005)
+    assert c.per_kind["mbconv"] == pytest.approx(0.8, abs=0.01)
+    assert c.apply({"fixed": 0.015, "mbconv": 0.1}) == pytest.approx(0.004 + 0.018 + 0.08, rel=0.01)
+    assert Correction.plain(0.005).apply({"fixed": 0.01, "mbconv": 0.1}) == pytest.approx(0.115)
 
 
 # ---------------------------------------------------------------- profiling
@@ -143,16 +186,64 @@ def test_profile_table_covers_space_and_predicts_sums(profiled: ProfileReport) -
     )  # fmt: skip
     assert m.famc_version == famc.__version__ and m.resolutions == [16]
     assert m.device.cpu and m.runtime_version
+    c = m.correction
+    assert c is not None
     for arch in random.Random(1).sample(every_arch(space), 5):
-        by_hand = sum(table.entries[s.signature()].mean_ms for s in describe(space, arch))
-        assert table.predict(arch, space) == pytest.approx(by_hand + table.overhead_ms)
+        layers = describe(space, arch)
+        stages = [x for x in layers if x.module in elastic_modules(space.preset)]
+        fixed = [x for x in layers if x not in stages]
+        by_hand = c.intercept_ms + sum(
+            c.per_kind[term] * sum(table.entries[x.signature()].median_ms for x in group)
+            for term, group in ((FIXED_TERM, fixed), ("mbconv", stages))
+        )
+        assert table.predict(arch, space) == pytest.approx(by_hand)
+    table.metadata.correction = None  # unvalidated: the plain sum plus one call's cost
+    arch = space.largest()
+    plain = sum(table.entries[x.signature()].median_ms for x in describe(space, arch))
+    assert table.predict(arch, space) == pytest.approx(plain + m.call_overhead_ms)
 
 
-def test_profile_validate_stores_figures(profiled: ProfileReport) -> None:
+def test_profile_validate_stores_holdout_figures(profiled: ProfileReport) -> None:
     v = LatencyTable.load(profiled.path).metadata.validation
-    assert v is not None and v.n == 4 and v.seed == 0
+    assert v is not None and (v.n_fit, v.n_holdout, v.seed) == (4, 4, 0)
     assert 0 <= v.mape < 1 and 0 <= v.within_10pct <= 1 and -1 <= v.spearman <= 1
-    assert v.overhead_ms == LatencyTable.load(profiled.path).overhead_ms
+    assert v.host.cpu and v.host.cores >= 1 and v.runtime_version
+
+
+def test_validation_scores_only_networks_it_did_not_fit(
+    table_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fit networks follow the layer sum exactly, held-out ones run 30 % slower: an in-sample
+    score would read 0 %, the hold-out score must read ~30 %."""
+    table = LatencyTable.load(table_copy)
+    space, n = tiny_space(), 6
+    sampled: list[list[Arch]] = []
+
+    def fake(space_: SearchSpace, archs: list[Arch], *args: object, **kw: object) -> list:
+        sampled.append(list(archs))
+        sums = [sum(table.terms(a, space_).values()) for a in archs]
+        return [summarise([s / 1e3 * (1.0 if i < n else 1.3)] * 3) for i, s in enumerate(sums)]
+
+    monkeypatch.setattr(profile_mod, "measure_archs", fake)
+    report = refit(table_copy, validate=n, fit=n, progress=False, space=space)
+    v = report.table.metadata.validation
+    assert v is not None and (v.n_fit, v.n_holdout) == (n, n)
+    assert len(set(sampled[0])) == 2 * n  # fit and hold-out networks are distinct
+    assert v.mape == pytest.approx(0.3 / 1.3, abs=0.01) and v.within_10pct == 0.0
+
+
+def test_refit_keeps_entries_and_writes_new_figures(table_copy: Path, tmp_path: Path) -> None:
+    before = LatencyTable.load(table_copy)
+    out = tmp_path / "refit.yaml"
+    report = refit(
+        table_copy, validate=3, fit=3, out=out, seed=5, progress=False, space=tiny_space()
+    )
+    after = LatencyTable.load(out)
+    assert after.entries == before.entries and report.measured == []
+    assert after.metadata.validation is not None and after.metadata.validation.seed == 5
+    assert LatencyTable.load(table_copy).metadata.validation == before.metadata.validation
+    with pytest.raises(FamcError, match="--refit needs --validate N"):
+        refit(table_copy, validate=0, progress=False, space=tiny_space())
 
 
 def test_table_file_is_stable_and_diffable(profiled: ProfileReport, tmp_path: Path) -> None:
@@ -189,7 +280,7 @@ def test_interrupted_profile_keeps_saved_chunks(
 ) -> None:
     out = tmp_path / "t.yaml"
     monkeypatch.setattr(profile_mod, "CHUNK", 8)
-    real, calls = profile_mod._measure, []
+    real, calls = profile_mod.time_calls, []
 
     def killed_after_first_chunk(*args: object, **kwargs: object) -> object:
         calls.append(1)
@@ -197,13 +288,13 @@ def test_interrupted_profile_keeps_saved_chunks(
             raise KeyboardInterrupt
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(profile_mod, "_measure", killed_after_first_chunk)
+    monkeypatch.setattr(profile_mod, "time_calls", killed_after_first_chunk)
     with pytest.raises(KeyboardInterrupt):
         run_profile(tiny_space(), "ort-cpu", 1, out, **FAST)
     saved = LatencyTable.load(out)
     total = len(all_signatures(tiny_space()))
     assert 0 < len(saved.entries) <= 8
-    monkeypatch.setattr(profile_mod, "_measure", real)
+    monkeypatch.setattr(profile_mod, "time_calls", real)
     report = run_profile(tiny_space(), "ort-cpu", 1, out, **FAST)
     assert len(report.measured) == total - len(saved.entries)
     assert not set(report.measured) & set(saved.entries)
@@ -217,7 +308,13 @@ def test_resume_refuses_other_setting(table_copy: Path) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this host has CUDA")
 @pytest.mark.parametrize(
     ("runtime", "why"),
-    [("torch-cuda", "no CUDA GPU"), ("tensorrt", "no CUDA GPU"), ("tflite", "unknown runtime")],
+    [
+        ("torch-cuda", "no CUDA GPU"),
+        ("tensorrt", "no CUDA GPU"),
+        ("ort-cuda", "CUDAExecutionProvider"),
+        ("ort-trt", "TensorrtExecutionProvider"),
+        ("tflite", "unknown runtime"),
+    ],
 )
 def test_unavailable_runtime_says_what_is_missing(tmp_path: Path, runtime: str, why: str) -> None:
     with pytest.raises(FamcError, match=why) as info:
@@ -272,12 +369,16 @@ def _edit(path: Path, fn: object) -> None:
 @pytest.mark.parametrize(
     ("edit", "field"),
     [
-        (lambda d: d["entries"][next(iter(d["entries"]))].update(mean_ms="fast"), ".mean_ms"),
+        (lambda d: d["entries"][next(iter(d["entries"]))].update(median_ms="fast"), ".median_ms"),
         (lambda d: d["entries"][next(iter(d["entries"]))].update(n=0), ".n"),
         (lambda d: d["metadata"].pop("threads"), "metadata.threads`: required field is missing"),
         (lambda d: d["metadata"].update(runtime="onnx"), "metadata.runtime"),
         (lambda d: d["metadata"]["validation"].update(spearman=2.0), "validation.spearman"),
-        (lambda d: d["entries"].update({"conv:3x3": {"mean_ms": 1, "std_ms": 0, "n": 1}}), "[key]"),
+        (
+            lambda d: d["entries"].update({"conv:3x3": {"median_ms": 1, "p90_ms": 1, "n": 1}}),
+            "[key]",
+        ),
+        (lambda d: d["metadata"].update(format=1), "metadata.format"),
     ],
 )
 def test_corrupt_table_names_file_and_field(table_copy: Path, edit: object, field: str) -> None:
@@ -374,5 +475,7 @@ def test_shipped_table_covers_fashion(threads: int) -> None:
     table = LatencyTable.load(path)
     table.check_covers(space)
     assert table.metadata.threads == threads and table.metadata.validation is not None
-    assert table.metadata.validation.n == 100
+    v = table.metadata.validation
+    assert (v.n_fit, v.n_holdout) == (100, 100)
+    assert v.within_10pct >= 0.9 and v.spearman >= 0.95  # the issue-10 bar, on the hold-out
     assert 0 < table.predict(space.smallest(), space) < table.predict(space.largest(), space)

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
+from famc.config import GatesConfig
 from famc.errors import FamcError
 from famc.metrics import Pair as PairRecord
 from famc.report import write_report
+from famc.report.gates import check_gates
 from famc.report.release import FamilyBlock, FamilyManifest, LatencyMs, MemberRecord
 from famc.report.tables import NO_BASELINE, NO_GATES, NO_MEASURED, NOT_EXPORTED
 
@@ -70,9 +72,12 @@ def _artifact(fmt: str, outcome: tuple[str, bool]) -> dict[str, Any]:
 
 
 def _member(i: int, name: str, top1: float, extras: bool, variant: int = 0) -> MemberRecord:
-    latency = {"predicted": 1.0 + i, "budget": 1.5 + i}
+    latency: dict[str, Any] = {"predicted": 1.0 + i, "budget": 1.5 + i, "tolerance_pct": 10.0}
     if extras:
-        latency["measured"] = 1.1 + 1.05 * i
+        measured = 1.1 + 1.05 * i
+        latency |= {"measured": measured, "measured_p90": measured + 0.2, "calls": 500,
+                    "error_pct": round(100 * (latency["predicted"] - measured) / measured, 2),
+                    "measured_on": "ort-cpu, 1 thread(s), model.onnx, batch 1"}  # fmt: skip
     more: dict[str, Any] = {"budget": {"latency_ms": 1.5 + i}}
     if extras and name in STATUSES:
         more["artifacts"] = {f: _artifact(f, s) for f, s in STATUSES[name].items()}
@@ -294,6 +299,38 @@ def test_gates_in_both_reports(full) -> None:
     ]
     assert _md_rows(md, "## Gates") == expected
     assert _html_rows(html, "<h2>Gates</h2>") == expected
+
+
+def test_latency_section_shows_prediction_error_and_what_was_timed(full) -> None:
+    manifest, html, md = full
+    for rows in (_html_rows(html, "<h2>Latency"), _md_rows(md, "## Latency")):
+        by_name = {r[0]: r for r in rows}
+        for m in manifest.members:
+            lat = m.latency_ms
+            assert by_name[m.name][1:7] == [f"{lat.predicted:.3f}", f"{lat.measured:.3f}",
+                                            f"{lat.measured_p90:.3f}", f"{lat.error_pct:+.1f}",
+                                            "±10", lat.measured_on]  # fmt: skip
+
+
+def test_latency_gates_budget_and_table_error() -> None:
+    def member(measured: float, predicted: float) -> MemberRecord:
+        m = _member(0, "tiny", 80.0, extras=True)
+        error = round(100 * (predicted - measured) / measured, 2)
+        lat = m.latency_ms.model_copy(update={"measured": measured, "predicted": predicted,
+                                              "budget": 1.0, "error_pct": error})  # fmt: skip
+        return m.model_copy(update={"latency_ms": lat})
+
+    def verdicts(m: MemberRecord, **gates: Any) -> dict[str, bool]:
+        return {g.name: g.passed for g in check_gates([m], [], GatesConfig(**gates))
+                if g.name.startswith("latency")}  # fmt: skip
+
+    assert verdicts(member(1.09, 1.0)) == {"latency_within_budget[tiny]": True,
+                                           "latency_table_error[tiny]": True}  # fmt: skip
+    assert verdicts(member(1.11, 1.0)) == {"latency_within_budget[tiny]": False,
+                                           "latency_table_error[tiny]": True}  # fmt: skip
+    assert verdicts(member(0.8, 0.95)) == {"latency_within_budget[tiny]": True,
+                                           "latency_table_error[tiny]": False}  # fmt: skip
+    assert verdicts(member(1.5, 1.0), latency_within_budget=False, latency_table_error=False) == {}
 
 
 def test_optional_blocks_absent_render_and_say_so(tmp_path: Path) -> None:

@@ -1,34 +1,36 @@
-"""The runtimes latency is measured on, as one registry, and timing one graph on one of them.
+"""The runtimes latency is measured on, as one registry, and one inference call on each of them.
 
-A ``Timer`` runs ``k`` inferences of one graph and returns seconds per inference. Each runtime is set
-up as it would be deployed (ONNX Runtime with the graph famc exports, PyTorch in inference mode with
-channels-last tensors), with the thread count fixed explicitly so a 1-thread and a 2-thread table
-really differ only in that.
+``Runtime.session(graph, threads)`` prepares a graph once and returns a ``Call`` that runs one
+inference the way a user runs the shipped artifact: ONNX Runtime's ``InferenceSession.run`` with a
+NumPy batch, the thread count under test and default session options otherwise; PyTorch in
+inference mode with channels-last tensors; a TensorRT engine on its own stream. What a call costs is
+the one definition of latency (``famc.latency.measure``).
 """
 
 from __future__ import annotations
 
 import os
 import platform
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from famc.errors import FamcError
 from famc.export.onnx import INPUT_NAME, OUTPUT_NAME, onnx_model
+from famc.latency.measure import Call
 from famc.supernet.static import with_memory_format
 
-Timer = Callable[[int], float]
+TRACE_BATCH = 2  # graphs are traced at batch 2, as member artifacts are (see export_onnx)
 
 
 class Device(BaseModel):
-    """Where a table was measured; latency from another machine is a different table."""
+    """Where something was measured; latency from another machine is a different table."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -36,6 +38,37 @@ class Device(BaseModel):
     platform: str
     cores: int = Field(ge=1)
     gpu: str | None = None
+    governor: str | None = None  # CPU frequency governor, where the OS exposes it
+
+    def same_machine(self, other: Device) -> bool:
+        """Same CPU model, core count and GPU: the table's figures are meant to hold here."""
+        return (self.cpu, self.cores, self.gpu) == (other.cpu, other.cores, other.gpu)
+
+    def describe(self) -> str:
+        gpu = f", {self.gpu}" if self.gpu else ""
+        return f"{self.cpu}, {self.cores} core(s){gpu}"
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One thing to time: a module and its input shape, and the shipped file of it if there is
+    one (then that file is what runs, not a re-export)."""
+
+    module: nn.Module
+    shape: tuple[int, ...]
+    artifact: Path | None = None
+
+    def onnx_bytes(self) -> bytes:
+        if self.artifact is not None:
+            return self.artifact.read_bytes()
+        example = torch.zeros((TRACE_BATCH, *self.shape[1:]))
+        return onnx_model(self.module.eval(), example).SerializeToString()
+
+    def numpy_input(self) -> np.ndarray:
+        return np.random.default_rng(0).standard_normal(self.shape, dtype=np.float32)
+
+    def torch_input(self) -> torch.Tensor:
+        return torch.from_numpy(self.numpy_input())
 
 
 def _missing_module(module: str, hint: str) -> list[str]:
@@ -52,84 +85,149 @@ def _missing_cuda() -> list[str]:
     return [f"no CUDA GPU (torch.cuda.is_available() is False with torch {torch.__version__})"]
 
 
+def _missing_provider(provider: str, hint: str) -> Callable[[], list[str]]:
+    def missing() -> list[str]:
+        absent = _missing_module("onnxruntime", hint)
+        if absent:
+            return absent
+        import onnxruntime as ort
+
+        if provider not in ort.get_available_providers():
+            return [f"onnxruntime {ort.__version__} has no {provider} ({hint})"]
+        return []
+
+    return missing
+
+
 def _version(module: str) -> Callable[[], str]:
     return lambda: str(__import__(module).__version__)
 
 
 @dataclass(frozen=True)
 class Runtime:
-    """One runtime: what it needs, its version, and how a graph is timed on it."""
+    """One runtime: what it needs, its version, which shipped artifact it runs, and how."""
 
     name: str
     gpu: bool
     torch_threads: bool  # PyTorch itself runs the graph, so it gets the thread count under test
     missing: Callable[[], list[str]]
     version: Callable[[], str]
-    timer: Callable[[nn.Module, torch.Tensor, int], Timer]
+    session: Callable[[Graph, int], Call]
+    artifact: str | None  # the export format whose file the build times (None: the module)
 
 
-def _torch_timer(module: nn.Module, x: torch.Tensor, threads: int) -> Timer:
-    cuda = x.is_cuda
-    if x.dim() == 4:
-        module = with_memory_format(module, torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
+def _ort_session(*providers: str) -> Callable[[Graph, int], Call]:
+    def session(graph: Graph, threads: int) -> Call:
+        import onnxruntime as ort
 
-    def run(k: int) -> float:
-        with torch.inference_mode():
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(k):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(graph.onnx_bytes(), opts, providers=list(providers))
+        feed = {INPUT_NAME: graph.numpy_input()}
+        return lambda: sess.run(None, feed)
+
+    return session
+
+
+def _torch_session(device: str) -> Callable[[Graph, int], Call]:
+    def session(graph: Graph, threads: int) -> Call:
+        module, x = graph.module.eval().to(device), graph.torch_input().to(device)
+        if x.dim() == 4:
+            module = with_memory_format(module, torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+        def call() -> None:
+            with torch.inference_mode():
                 module(x)
-            if cuda:
-                torch.cuda.synchronize()
-            return (time.perf_counter() - start) / k
+            sync()
 
-    return run
+        return call
 
-
-def _cuda_timer(module: nn.Module, x: torch.Tensor, threads: int) -> Timer:
-    return _torch_timer(module.cuda(), x.cuda(), threads)
+    return session
 
 
-def _ort_timer(module: nn.Module, x: torch.Tensor, threads: int) -> Timer:
-    return _OrtTimer(onnx_model(module, x).SerializeToString(), x, threads)
+def _tensorrt_session(graph: Graph, threads: int) -> Call:
+    """A fp32 engine (the shipped ``model.engine`` or one built from the graph), I/O bound once."""
+    import tensorrt as trt
+
+    from famc.export.tensorrt import serialized_engine
+
+    if graph.artifact is not None:
+        plan = graph.artifact.read_bytes()
+    else:
+        plan = serialized_engine(graph.onnx_bytes(), (graph.shape,) * 3)
+    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(plan)
+    context = engine.create_execution_context()
+    context.set_input_shape(INPUT_NAME, graph.shape)
+    inp = graph.torch_input().cuda()
+    out = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), device="cuda")
+    context.set_tensor_address(INPUT_NAME, inp.data_ptr())
+    context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
+    stream = torch.cuda.Stream()
+
+    def call() -> None:
+        context.execute_async_v3(stream.cuda_stream)
+        stream.synchronize()
+
+    call.keep = (engine, inp, out)  # type: ignore[attr-defined]  # buffers live with the call
+    return call
 
 
-def _trt_timer(module: nn.Module, x: torch.Tensor, threads: int) -> Timer:
-    return _TensorRTTimer(onnx_model(module, x).SerializeToString(), x)
-
-
+_ORT = "pip install onnxruntime"
+_ORT_GPU = "pip install onnxruntime-gpu on a CUDA host"
 RUNTIMES: dict[str, Runtime] = {
-    "ort-cpu": Runtime("ort-cpu", False, False,
-                       lambda: _missing_module("onnxruntime", "pip install onnxruntime"),
-                       _version("onnxruntime"), _ort_timer),
+    "ort-cpu": Runtime("ort-cpu", False, False, lambda: _missing_module("onnxruntime", _ORT),
+                       _version("onnxruntime"), _ort_session("CPUExecutionProvider"), "onnx"),
+    "ort-cuda": Runtime("ort-cuda", True, False,
+                        lambda: _missing_provider("CUDAExecutionProvider", _ORT_GPU)() + _missing_cuda(),
+                        _version("onnxruntime"), _ort_session("CUDAExecutionProvider"), "onnx"),
+    "ort-trt": Runtime("ort-trt", True, False,
+                       lambda: _missing_provider("TensorrtExecutionProvider", _ORT_GPU + " with TensorRT")()
+                       + _missing_cuda(), _version("onnxruntime"),
+                       _ort_session("TensorrtExecutionProvider", "CUDAExecutionProvider"), "onnx"),
     "torch-cpu": Runtime("torch-cpu", False, True, lambda: [], lambda: str(torch.__version__),
-                         _torch_timer),
+                         _torch_session("cpu"), None),
     "torch-cuda": Runtime("torch-cuda", True, True, _missing_cuda,
-                          lambda: f"{torch.__version__} (CUDA {torch.version.cuda})", _cuda_timer),
+                          lambda: f"{torch.__version__} (CUDA {torch.version.cuda})",
+                          _torch_session("cuda"), None),
     "tensorrt": Runtime("tensorrt", True, False,
                         lambda: _missing_module("tensorrt", "pip install 'famc[tensorrt]'")
-                        + _missing_cuda(), _version("tensorrt"), _trt_timer),
+                        + _missing_cuda(), _version("tensorrt"), _tensorrt_session, "tensorrt"),
 }  # fmt: skip
+
+
+def unavailable(name: str) -> str | None:
+    """Why runtime ``name`` cannot run on this host, or None when it can."""
+    missing = RUNTIMES[name].missing()
+    return "; ".join(missing) if missing else None
 
 
 def check_runtime(name: str) -> Runtime:
     """The runtime called ``name`` if it can run here, else say exactly what is missing."""
     if name not in RUNTIMES:
         raise FamcError(f"unknown runtime {name!r}; choose one of {', '.join(RUNTIMES)}")
-    rt = RUNTIMES[name]
-    missing = rt.missing()
-    if missing:
+    why = unavailable(name)
+    if why:
         raise FamcError(
-            f"runtime {name} cannot run on this host: {'; '.join(missing)}; "
+            f"runtime {name} cannot run on this host: {why}; "
             "use --runtime ort-cpu or torch-cpu, or profile on a host that has them"
         )
-    return rt
+    return RUNTIMES[name]
+
+
+def _governor() -> str | None:
+    path = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def device_info(runtime: Runtime) -> Device:
-    """This host as a table records it: CPU model, OS platform, cores and (for GPU runtimes) GPU."""
+    """This host as a table records it: CPU model, platform, cores, governor and (for GPU
+    runtimes) the GPU."""
     cpu = platform.processor() or "unknown"
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -138,7 +236,8 @@ def device_info(runtime: Runtime) -> Device:
                 cpu = line.split(":", 1)[1].strip()
                 break
     gpu = torch.cuda.get_device_name() if runtime.gpu else None
-    return Device(cpu=cpu, platform=platform.platform(), cores=os.cpu_count() or 1, gpu=gpu)
+    return Device(cpu=cpu, platform=platform.platform(), cores=os.cpu_count() or 1, gpu=gpu,
+                  governor=_governor())  # fmt: skip
 
 
 @contextmanager
@@ -157,59 +256,3 @@ def measuring(runtime: Runtime, threads: int, seed: int) -> Iterator[None]:
             yield
     finally:
         torch.set_num_threads(before)
-
-
-def make_timer(runtime: Runtime, module: nn.Module, shape: tuple[int, ...], threads: int) -> Timer:
-    """A ``Timer`` for ``module`` on ``runtime`` with a fixed random input of ``shape``."""
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    return runtime.timer(module.eval(), x, threads)
-
-
-class _OrtTimer:
-    """Session and I/O binding made once, so the timed loop is nothing but ``Run`` calls."""
-
-    def __init__(self, model: bytes, x: torch.Tensor, threads: int) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
-        self.sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-        self.value = ort.OrtValue.ortvalue_from_numpy(x.numpy())
-        self.binding = self.sess.io_binding()
-        self.binding.bind_ortvalue_input(INPUT_NAME, self.value)
-        self.binding.bind_output(OUTPUT_NAME)
-
-    def __call__(self, k: int) -> float:
-        run, binding = self.sess.run_with_iobinding, self.binding
-        start = time.perf_counter()
-        for _ in range(k):
-            run(binding)
-        return (time.perf_counter() - start) / k
-
-
-class _TensorRTTimer:
-    """A static-shape fp32 engine with its I/O buffers bound once, timed on its own stream."""
-
-    def __init__(self, model: bytes, x: torch.Tensor) -> None:
-        from famc.export.tensorrt import build_engine
-
-        self.engine = build_engine(model, tuple(x.shape), tuple(x.shape), tuple(x.shape))
-        self.context = self.engine.create_execution_context()
-        self.context.set_input_shape(INPUT_NAME, tuple(x.shape))
-        self.inp = x.cuda().contiguous()
-        shape = tuple(self.context.get_tensor_shape(OUTPUT_NAME))
-        self.out = torch.empty(shape, device="cuda")
-        self.context.set_tensor_address(INPUT_NAME, self.inp.data_ptr())
-        self.context.set_tensor_address(OUTPUT_NAME, self.out.data_ptr())
-        self.stream = torch.cuda.Stream()
-
-    def __call__(self, k: int) -> float:
-        self.stream.synchronize()
-        start = time.perf_counter()
-        for _ in range(k):
-            self.context.execute_async_v3(self.stream.cuda_stream)
-        self.stream.synchronize()
-        return (time.perf_counter() - start) / k

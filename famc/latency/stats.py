@@ -1,40 +1,20 @@
-"""Robust timing statistics and the accuracy figures a latency table is judged by.
+"""The accuracy figures a latency table is judged by.
 
 Implemented with numpy only (no scipy dependency for one rank correlation).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
-
-# Keep the fastest quarter of the samples. Load from other processes only ever *adds* time, and on
-# a shared machine it can slow most samples (a 2-thread run needs both cores free at once), so the
-# low tail estimates the unloaded latency; averaging a quarter rather than taking the minimum keeps
-# timer jitter out of the estimate.
-KEEP_FASTEST = 0.25
-
-
-class Robust(NamedTuple):
-    mean: float
-    std: float
-    n: int
 
 
 class Accuracy(NamedTuple):
     mape: float
     within_10pct: float
     spearman: float
-
-
-def robust(samples: Sequence[float]) -> Robust:
-    """Mean and std of the fastest ``KEEP_FASTEST`` share of the samples (at least one)."""
-    x = np.sort(np.asarray(samples, dtype=np.float64))
-    kept = x[: max(1, math.ceil(KEEP_FASTEST * x.size))]
-    return Robust(float(kept.mean()), float(kept.std()), int(kept.size))
 
 
 def ranks(x: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -1,10 +1,11 @@
 """Latency lookup tables: per-layer measured latency, keyed by ``LayerSpec.signature()``.
 
-A sub-network's latency is predicted as the sum of its layers' entries plus one per-table
-``overhead_ms`` fitted against whole networks (nn-Meter / OFA style), so a search can score
-thousands of candidates without running any of them. Tables are YAML with sorted keys and one
-entry per line so a re-measurement diffs cleanly; the format is documented in
-``latency_tables/README.md``.
+A sub-network's latency is predicted from its layers' entries, summed per block kind and passed
+through the table's ``correction`` (fitted on whole networks, scored on others: ``famc.latency.fit``),
+so a search can score thousands of candidates without running any of them (nn-Meter / OFA style).
+Every figure follows one definition: the median wall time of one inference call
+(``famc.latency.measure``). Tables are YAML with sorted keys and one entry per line so a
+re-measurement diffs cleanly; the format is documented in ``latency_tables/README.md``.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 from famc.errors import FamcError
 from famc.io import known, load_yaml, write_text
+from famc.latency.fit import Correction
 from famc.latency.runtimes import RUNTIMES, Device
 from famc.latency.signatures import all_signatures
 from famc.space import KINDS, Arch, SearchSpace, describe
+from famc.space.layers import elastic_modules
 
 Precision = Literal["fp32", "fp16", "int8"]
+FIXED_TERM = "fixed"  # the stem and head layers' term of a prediction
 SHOWN_MISSING = 3  # signatures are long; an error line names a few and counts the rest
 
 _NonNegMs = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -42,20 +46,24 @@ class _Strict(BaseModel):
 
 
 class Validation(_Strict):
-    """How well ``sum(entries) + overhead_ms`` matched ``n`` whole random sub-networks."""
+    """The correction's accuracy on ``n_holdout`` whole sub-networks it was not fitted on."""
 
-    overhead_ms: float = Field(allow_inf_nan=False)
+    n_fit: int = Field(ge=2)
+    n_holdout: int = Field(ge=2)
     mape: float = Field(ge=0, allow_inf_nan=False)
     within_10pct: float = Field(ge=0, le=1)
     spearman: float = Field(ge=-1, le=1)
-    n: int = Field(ge=2)
+    max_error_pct: float = Field(ge=0, allow_inf_nan=False)
     seed: int
+    host: Device  # where the whole networks ran: the predictions are meant to hold there
+    runtime_version: str
+    date: dt.date
 
 
 class Metadata(_Strict):
     """What was measured and how; a table is only valid for exactly this setting."""
 
-    format: Literal[1] = 1  # bumped when the layout changes incompatibly
+    format: Literal[2] = 2  # bumped when the layout changes incompatibly (1: mean of fastest 25 %)
     space: str
     resolutions: list[Annotated[int, Field(ge=1)]] = Field(min_length=1)
     runtime: Annotated[str, AfterValidator(known(RUNTIMES, "runtime"))]
@@ -69,14 +77,15 @@ class Metadata(_Strict):
     warmup: int = Field(ge=0)
     repeats: int = Field(ge=1)
     call_overhead_ms: _NonNegMs  # per-call cost of an empty graph, subtracted from every entry
+    correction: Correction | None = None  # None until validated: layer sum + one call's cost
     validation: Validation | None = None
 
 
 class Entry(_Strict):
-    """One layer: robust mean over ``n`` kept samples (net of the per-call overhead)."""
+    """One layer alone: median and p90 of ``n`` one-call times, net of the per-call cost."""
 
-    mean_ms: _NonNegMs
-    std_ms: _NonNegMs
+    median_ms: _NonNegMs
+    p90_ms: _NonNegMs
     n: int = Field(ge=1)
 
 
@@ -116,6 +125,8 @@ class LatencyTable(_Strict):
         path = Path(path)
         meta: dict[str, Any] = self.model_dump(mode="json", include={"metadata"})
         meta["metadata"]["date"] = self.metadata.date  # a YAML date, not a quoted string
+        if self.metadata.validation is not None:
+            meta["metadata"]["validation"]["date"] = self.metadata.validation.date
         entries = {"entries": {s: _Flow(e.model_dump()) for s, e in self.entries.items()}}
         # metadata first for the reader; every mapping below the top level is key-sorted.
         text = "# famc latency table, format documented in latency_tables/README.md\n" + "".join(
@@ -132,10 +143,17 @@ class LatencyTable(_Strict):
         return self._source or "<unsaved table>"
 
     @property
-    def overhead_ms(self) -> float:
-        """Whole-network overhead fitted by validation; 0 until the table is validated."""
+    def correction(self) -> Correction:
+        """The fitted correction, or the plain layer sum plus one call's cost before a fit."""
+        m = self.metadata
+        return m.correction or Correction.plain(m.call_overhead_ms)
+
+    @property
+    def validated_on(self) -> Device:
+        """The host whose whole-network timings the predictions were fitted to (the layer
+        host until the table is validated)."""
         v = self.metadata.validation
-        return v.overhead_ms if v is not None else 0.0
+        return v.host if v is not None else self.metadata.device
 
     def command(self) -> str:
         m = self.metadata
@@ -162,8 +180,10 @@ class LatencyTable(_Strict):
             f"{shown}{more}; fill them with `{self.command()}`"
         )
 
-    def layer_sum(self, arch: Arch, space: SearchSpace) -> float:
-        """Sum of the entries of ``arch``'s layers in ms (no overhead): what validation fits."""
+    def terms(self, arch: Arch, space: SearchSpace) -> dict[str, float]:
+        """``arch``'s layer entries summed per block kind of its searchable stages, and the fixed
+        stem and head layers as one term ``fixed`` (they vary with the resolution only, so one
+        coefficient is all a fit can tell apart), in ms: what the correction weighs."""
         self._check_space(space)
         space.validate(arch)
         if arch.resolution not in self.metadata.resolutions:
@@ -171,15 +191,22 @@ class LatencyTable(_Strict):
                 f"{self.source}: resolution {arch.resolution} not in the table's resolutions "
                 f"{self.metadata.resolutions}; re-profile with `{self.command()}`"
             )
-        sigs = [layer.signature() for layer in describe(space, arch)]
+        layers = describe(space, arch)
+        sigs = [layer.signature() for layer in layers]
         missing = self.missing(list(dict.fromkeys(sigs)))
         if missing:
             self._raise_missing(missing, f"arch {arch}")
-        return sum(self.entries[s].mean_ms for s in sigs)
+        elastic = elastic_modules(space.preset)
+        out: dict[str, float] = {}
+        for layer, sig in zip(layers, sigs, strict=True):
+            term = layer.kind if layer.module in elastic else FIXED_TERM
+            out[term] = out.get(term, 0.0) + self.entries[sig].median_ms
+        return out
 
     def predict(self, arch: Arch, space: SearchSpace) -> float:
-        """Predicted latency of ``arch`` in ms: its layers' entries plus ``overhead_ms``."""
-        return self.layer_sum(arch, space) + self.overhead_ms
+        """Predicted latency of ``arch`` in ms: the median of one inference call of its shipped
+        artifact on this table's runtime and settings (``famc.latency.measure``)."""
+        return self.correction.apply(self.terms(arch, space))
 
     def check_covers(self, space: SearchSpace) -> None:
         """Raise unless every layer any architecture of ``space`` can contain has an entry."""
@@ -200,13 +227,13 @@ class LatencyTable(_Strict):
         if floor <= 0:
             raise FamcError(
                 f"{self.source}: predicts {floor:.4f} ms for the smallest sub-network of "
-                f"{space.name} (overhead_ms {self.overhead_ms:+.4f}): a latency must be positive; "
+                f"{space.name}: a latency must be positive; "
                 f"re-measure with `{self.command()}`"
             )
 
 
 class _Flow(dict[str, Any]):
-    """A mapping written on one line (``{mean_ms: .., n: .., std_ms: ..}``): one entry, one line."""
+    """A mapping written on one line (``{median_ms: .., n: .., p90_ms: ..}``): one entry, one line."""
 
 
 class _Dumper(yaml.SafeDumper):

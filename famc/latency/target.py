@@ -40,6 +40,9 @@ class Target(BaseModel):
     parity: dict[FormatName, dict[Precision, ParityPolicy]] = {}
     # a COST_MODELS name; None: latency_ms where a table exists
     budget: Annotated[str, AfterValidator(known(COST_MODELS, "cost model"))] | None = None
+    # how far a member's measured latency may exceed its budget, and its table's prediction may
+    # miss the measurement, before the build's latency gates fail (%)
+    latency_tolerance_pct: float = Field(10.0, ge=0)
     _source: Path = PrivateAttr(default=Path("<target>"))
     _loaded: dict[str, LatencyTable] = PrivateAttr(default_factory=dict)
 

@@ -74,17 +74,26 @@ def _export_gates(members: Sequence[MemberRecord], g: GatesConfig) -> list[GateR
 
 
 def _latency_gates(members: Sequence[MemberRecord], g: GatesConfig) -> list[GateResult]:
-    if not g.latency_within_budget:
-        return []
+    """Per measured member: within budget (``latency_within_budget``) and the table's
+    prediction within tolerance of the measurement (``latency_table_error``)."""
     out = []
     for m in members:
         lat = m.latency_ms
-        if lat.budget is None or lat.measured is None:
+        if lat.measured is None:
             continue
-        limit = lat.budget * (1 + g.latency_tolerance_pct / 100)
-        out.append(GateResult(name=f"latency_within_budget[{m.name}]", passed=lat.measured <= limit,
-                              detail=f"measured {lat.measured:.4f} ms (budget {lat.budget:g} ms "
-                                     f"+{g.latency_tolerance_pct:g} %)"))  # fmt: skip
+        tol = lat.tolerance_pct
+        if g.latency_within_budget and lat.budget is not None:
+            limit = lat.budget * (1 + tol / 100)
+            out.append(GateResult(name=f"latency_within_budget[{m.name}]",
+                                  passed=lat.measured <= limit,
+                                  detail=f"measured {lat.measured:.4f} ms (budget {lat.budget:g} ms "
+                                         f"+{tol:g} %)"))  # fmt: skip
+        if g.latency_table_error and lat.error_pct is not None:
+            out.append(GateResult(name=f"latency_table_error[{m.name}]",
+                                  passed=abs(lat.error_pct) <= tol,
+                                  detail=f"predicted {lat.predicted:.4f} ms, measured "
+                                         f"{lat.measured:.4f} ms: {lat.error_pct:+.1f} % "
+                                         f"(tolerance ±{tol:g} %)"))  # fmt: skip
     return out
 
 

@@ -21,6 +21,7 @@ from famc.config import Budget, EvaluationConfig, MemberName, SearchConfig
 from famc.evaluate.stage import FamilySummary
 from famc.export import ArtifactRecord, Artifacts, artifact_records
 from famc.export.records import FileRecord
+from famc.latency.runtimes import Device
 from famc.metrics import Pair
 from famc.prepare import Inputs
 from famc.space import ArchRecord
@@ -53,10 +54,23 @@ class FamilyPreprocessing(_Model):
 
 
 class LatencyMs(_Model):
+    """One definition throughout: the median wall time of one inference call of the shipped
+    artifact on the target's runtime and threads (latency_tables/README.md)."""
+
     predicted: float | None = Field(description="the target's latency table (ms)")
     budget: float | None = Field(description="the member's latency budget (ms), if it has one")
-    measured: float | None = Field(None, description="measured on this host (ms)")
-    measured_on: str | None = Field(None, description="runtime, threads and host of `measured`")
+    measured: float | None = Field(None, description="median of the shipped artifact here (ms)")
+    measured_p90: float | None = Field(None, description="90th percentile of the same calls (ms)")
+    calls: int | None = Field(None, description="timed calls behind `measured`")
+    error_pct: float | None = Field(None, description="(predicted - measured) / measured, in %")
+    tolerance_pct: float = Field(description="the target's tolerance for budget and table error")
+    measured_on: str | None = Field(None, description="runtime, threads and artifact timed, or "
+                                    "why nothing was")  # fmt: skip
+    host: Device | None = Field(None, description="the host that measured")
+    table_host: Device | None = Field(
+        None, description="the host the table's predictions were validated on"
+    )
+    note: str | None = Field(None, description="e.g. that this host is not the table's")
 
 
 class MemberRecord(_Model):

@@ -25,7 +25,7 @@ from famc.evaluate.stage import Evaluated, FamilyResult, MemberResult
 from famc.export import Artifacts
 from famc.export.records import member_files
 from famc.io import write_text
-from famc.prepare import Prepared
+from famc.prepare import MemberPlan, Prepared
 from famc.report import write_report
 from famc.report.gates import check_gates
 from famc.report.release import (
@@ -44,18 +44,42 @@ from famc.report.release import (
 )
 from famc.search.stage import Families
 from famc.ship import ShippedMember
-from famc.space import flops, params
+from famc.space import Arch, flops, params
+
+
+def _latency(p: Prepared, plan: MemberPlan, arch: Arch, shipped: ShippedMember | None) -> LatencyMs:
+    """Predicted vs measured, and whether this host is the one the table's figures hold on."""
+    predicted = plan.predicted_ms(p.space, arch)
+    lat = LatencyMs(
+        predicted=None if predicted is None else round(predicted, 4),
+        budget=plan.budget if plan.cost_model.needs_table else None,
+        tolerance_pct=plan.target.latency_tolerance_pct,
+        table_host=None if plan.table is None else plan.table.validated_on,
+    )
+    if shipped is None:
+        return lat
+    m = shipped.latency
+    update: dict[str, object] = {"measured_on": m.measured_on, "host": m.host}
+    if m.timing is not None:
+        update |= {"measured": round(m.timing.median_ms, 4), "calls": m.timing.n,
+                   "measured_p90": round(m.timing.p90_ms, 4)}  # fmt: skip
+        if predicted is not None:
+            update["error_pct"] = round(
+                100 * (predicted - m.timing.median_ms) / m.timing.median_ms, 2
+            )
+    if (
+        m.host is not None
+        and lat.table_host is not None
+        and not m.host.same_machine(lat.table_host)
+    ):
+        update["note"] = (f"measured on {m.host.describe()}, but the table's predictions were "
+                          f"validated on {lat.table_host.describe()}")  # fmt: skip
+    return lat.model_copy(update=update)
 
 
 def _member(p: Prepared, r: MemberResult, shipped: ShippedMember | None) -> MemberRecord:
     arch, plan = r.found.best.arch, r.plan
-    predicted = plan.predicted_ms(p.space, arch)
-    latency = LatencyMs(
-        predicted=None if predicted is None else round(predicted, 4),
-        budget=plan.budget if plan.cost_model.needs_table else None,
-        measured=None if shipped is None else round(shipped.measured_ms, 4),
-        measured_on=None if shipped is None else shipped.measured_on,
-    )
+    latency = _latency(p, plan, arch, shipped)
     artifacts = None
     if shipped is not None:
         artifacts = Artifacts(**{

@@ -111,15 +111,20 @@ def summary_table(manifest: FamilyManifest) -> Table:
 
 
 def latency_table(members: Sequence[MemberRecord]) -> Table | None:
-    """Prediction error per measured member; None when nothing was measured."""
+    """Predicted vs measured per member (what was timed, where, and the notes); None when
+    nothing was timed."""
     rows = []
     for m in members:
-        measured, predicted = m.latency_ms.measured, m.latency_ms.predicted
-        if measured is None:
+        lat = m.latency_ms
+        if lat.measured_on is None:
             continue
-        error = None if predicted is None else 100 * (predicted - measured) / measured
-        rows.append([m.name, num(predicted, ".3f"), f"{measured:.3f}", num(error, "+.1f")])
-    return Table(["member", "predicted (ms)", "measured (ms)", "error (%)"], rows) if rows else None
+        host = DASH if lat.host is None else lat.host.describe()
+        rows.append([m.name, num(lat.predicted, ".3f"), num(lat.measured, ".3f"),
+                     num(lat.measured_p90, ".3f"), num(lat.error_pct, "+.1f"),
+                     f"±{lat.tolerance_pct:g}", lat.measured_on, host, lat.note or DASH])  # fmt: skip
+    headers = ["member", "predicted (ms)", "measured median (ms)", "p90 (ms)", "error (%)",
+               "tolerance (%)", "timed", "host", "note"]  # fmt: skip
+    return Table(headers, rows) if rows else None
 
 
 def export_table(members: Sequence[MemberRecord]) -> Table:

@@ -179,10 +179,15 @@ def describe(space: SearchSpace, arch: Arch) -> list[LayerSpec]:
     return layers
 
 
+def elastic_modules(p: Preset) -> set[str]:
+    """The supernet slots of the searchable stages (the stem and head are fixed)."""
+    return {stage_module(p, s, i) for s in range(len(p.stages)) for i in range(p.max_depth)}
+
+
 def slots(space: SearchSpace) -> list[Slot]:
     """Every supernet position with the largest layer it must hold (the largest architecture)."""
     p = space.preset
-    elastic = {stage_module(p, s, i) for s in range(len(p.stages)) for i in range(p.max_depth)}
+    elastic = elastic_modules(p)
     return [
         Slot(layer, p.kernel_choices if layer.module in elastic else (layer.kernel,),
              p.kernel_transform if layer.module in elastic else "crop")
