@@ -293,6 +293,60 @@ def profile(
     typer.echo(report.summary())
 
 
+@profile_app.command("export-kit")
+@_clean_errors
+def export_kit(
+    space: Annotated[str, typer.Option(help="search-space preset, e.g. fashion-mbv3")],
+    fmt: Annotated[str, typer.Option("--format", help="onnx or coreml")],
+    out: Annotated[Path, typer.Option(help="kit directory to write")],
+    batch: Annotated[int, typer.Option(help="batch size of the timed graphs")] = 1,
+    threads: Annotated[int, typer.Option(help="intra-op threads the runner uses by default")] = 1,
+    validate: Annotated[int, typer.Option(help="hold-out whole sub-networks to score on")] = 20,
+    fit: Annotated[
+        int | None,
+        typer.Option(help="whole sub-networks to fit on (default: N of --validate)"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of graph weights and sampled sub-networks")] = 0,
+    force: Annotated[bool, typer.Option(help="replace a kit famc wrote before")] = False,
+    progress: Annotated[bool, typer.Option(help="report progress")] = True,
+) -> None:
+    """Write a latency kit for a device that cannot run Python (graphs, manifest.json, run.sh)."""
+    from famc.latency.kit import export_kit as run_export
+
+    report = run_export(space, fmt, out, batch=batch, threads=threads, validate=validate, fit=fit,
+                        seed=seed, force=force, progress=progress)  # fmt: skip
+    typer.echo(report.summary())
+
+
+@profile_app.command("import")
+@_clean_errors
+def import_kit(
+    space: Annotated[str, typer.Option(help="search-space preset of the kit")],
+    kit: Annotated[Path, typer.Option("--from", help="kit directory holding results/<tool>/")],
+    tool: Annotated[str, typer.Option(help="onnxruntime_perf_test, trtexec or csv")],
+    out: Annotated[Path, typer.Option(help="latency table to write (YAML)")],
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="runtime the figures were taken on (default: ort-cpu for "
+            "onnxruntime_perf_test, tensorrt for trtexec; csv needs it)"
+        ),
+    ] = None,
+    runtime_version: Annotated[str, typer.Option(help="version of that runtime")] = "unknown",
+    device: Annotated[
+        str | None, typer.Option(help="device model (default: from the runner's host.txt)")
+    ] = None,
+    cores: Annotated[int | None, typer.Option(help="CPU cores of the device")] = None,
+    force: Annotated[bool, typer.Option(help="replace an existing table")] = False,
+) -> None:
+    """Build a latency table from the output of a kit's tool (perf_test, trtexec or a CSV)."""
+    from famc.latency.importers import import_kit as run_import
+
+    report = run_import(space, kit, tool, out, runtime=runtime, runtime_version=runtime_version,
+                        device=device, cores=cores, force=force)  # fmt: skip
+    typer.echo(report.summary())
+
+
 @app.command()
 @_clean_errors
 def validate(

@@ -65,23 +65,8 @@ def export_coreml(
     try:
         # Trace on CPU without moving the caller's model off its device.
         cpu_model = copy.deepcopy(model).cpu() if _device(model).type != "cpu" else model
-        example = torch.zeros(pre.input_shape(2))
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TracerWarnings; the structural check catches fallout
-            traced = torch.jit.trace(cpu_model, example)
         shape = ct.Shape((ct.RangeDim(1, max_batch, 1), *pre.input_shape(1)[1:]))
-        with contextlib.redirect_stderr(io.StringIO()):  # its per-pass progress bars
-            mlmodel = ct.convert(
-                traced,
-                inputs=[ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)],
-                outputs=[ct.TensorType(name=OUTPUT_NAME)],
-                convert_to="mlprogram",
-                compute_precision=(
-                    ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
-                ),
-                minimum_deployment_target=ct.target.iOS15,
-                skip_model_load=not can_predict_coreml(),  # loading fails noisily off macOS
-            )
+        mlmodel = mlprogram(cpu_model, torch.zeros(pre.input_shape(2)), shape, precision)
     finally:
         model.train(was_training)
     mlmodel.short_description = "famc classifier; preprocessing contract in metadata"
@@ -91,6 +76,28 @@ def export_coreml(
         mlmodel.save(str(tmp))
         check_coreml(tmp, pre)
     return path
+
+
+def mlprogram(model: nn.Module, example: Tensor, shape: Any, precision: str = "fp32") -> Any:
+    """The one CoreML conversion every caller uses (member artifacts and latency-kit graphs alike):
+    ``model`` (eval mode, on the CPU) traced on ``example``, converted to an iOS 15 ML Program
+    with ``input``/``logits`` names and input ``shape`` (a fixed shape or a ``ct.Shape``)."""
+    ct = import_coremltools()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TracerWarnings; the structural check catches fallout
+        traced = torch.jit.trace(model, example)
+    with contextlib.redirect_stderr(io.StringIO()):  # its per-pass progress bars
+        return ct.convert(
+            traced,
+            inputs=[ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)],
+            outputs=[ct.TensorType(name=OUTPUT_NAME)],
+            convert_to="mlprogram",
+            compute_precision=(
+                ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
+            ),
+            minimum_deployment_target=ct.target.iOS15,
+            skip_model_load=not can_predict_coreml(),  # loading fails noisily off macOS
+        )
 
 
 def _device(model: nn.Module) -> torch.device:

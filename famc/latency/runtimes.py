@@ -175,6 +175,17 @@ def _tensorrt_session(graph: Graph, threads: int) -> Call:
     return call
 
 
+_KIT = (
+    "famc does not call it; time it on the device from a kit (`famc profile export-kit "
+    "--format coreml`, then `famc profile import --tool csv --runtime coreml`)"
+)
+
+
+def _kit_only(graph: Graph, threads: int) -> Call:
+    """A runtime only a device can run: its tables come from a kit (``famc.latency.kit``)."""
+    raise FamcError(f"CoreML latency is measured on the Apple device: {_KIT}")
+
+
 _ORT = "pip install onnxruntime"
 _ORT_GPU = "pip install onnxruntime-gpu on a CUDA host"
 RUNTIMES: dict[str, Runtime] = {
@@ -195,6 +206,8 @@ RUNTIMES: dict[str, Runtime] = {
     "tensorrt": Runtime("tensorrt", True, False,
                         lambda: _missing_module("tensorrt", "pip install 'famc[tensorrt]'")
                         + _missing_cuda(), _version("tensorrt"), _tensorrt_session, "tensorrt"),
+    "coreml": Runtime("coreml", False, False, lambda: [f"CoreML runs on Apple devices: {_KIT}"],
+                      lambda: "unknown", _kit_only, "coreml"),
 }  # fmt: skip
 
 
