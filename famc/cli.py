@@ -261,7 +261,9 @@ def profile(
     validate: Annotated[int, typer.Option(help="score on N held-out whole sub-networks")] = 0,
     fit: Annotated[
         int | None,
-        typer.Option(help="fit the correction on N whole sub-networks [default: N of --validate]"),
+        typer.Option(
+            help="fit the correction on N whole sub-networks (default: as many as --validate)"
+        ),
     ] = None,
     refit: Annotated[
         Path | None, typer.Option(help="re-fit this table for this host (with --validate N)")

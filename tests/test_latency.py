@@ -119,7 +119,7 @@ def test_session_call_is_one_inference(runtime: str, monkeypatch: pytest.MonkeyP
         module.register_forward_hook(lambda _m, args, _o: seen.append(tuple(args[0].shape)))
     call = RUNTIMES[runtime].session(Graph(module, spec.input_shape(3)), 1)
     [timing] = time_calls([call], Protocol(warmup=2, rounds=3, block=4), random.Random(0))
-    assert timing.n == 12 and 0 < timing.median_ms <= timing.p90_ms < 1000
+    assert timing.n == 12 and 0 < timing.median_ms <= timing.p90_ms
     if runtime == "torch-cpu":
         assert seen == [spec.input_shape(3)] * 14  # warm-up + timed, one batch per call
 

@@ -41,12 +41,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 import famc
 from famc.errors import FamcError, format_validation_error
 from famc.io import read_text
-from famc.latency.fit import fit_correction, score
 from famc.latency.kit import PROBE, TEMPLATE, Manifest
 from famc.latency.measure import Timing, summarise
+from famc.latency.profile import fit_and_validate
 from famc.latency.runtimes import RUNTIMES, Device
 from famc.latency.signatures import all_signatures
-from famc.latency.table import Entry, LatencyTable, Metadata, Validation
+from famc.latency.table import Entry, LatencyTable, Metadata
 from famc.space import SearchSpace, get_space
 
 Reader = Callable[[Path, Manifest], dict[str, Timing]]  # results/<tool>/ -> timing per graph id
@@ -293,7 +293,12 @@ def import_kit(space: str | SearchSpace, kit: str | Path, tool: str, out: str | 
     )  # fmt: skip
     table = LatencyTable(metadata=metadata, entries=_entries(manifest, timings))
     if manifest.ids("fit", "holdout"):
-        fit_and_score(table, space, manifest, timings)
+        fit, held = manifest.ids("fit"), manifest.ids("holdout")
+        measured = [(space.arch_from_dict(manifest.graphs[g].arch or {}), timings[g].median_ms)
+                    for g in fit + held]  # fmt: skip
+        m = table.metadata
+        fit_and_validate(table, space, measured, len(fit), manifest.seed, m.device,
+                         m.runtime_version)  # fmt: skip
     table.save(out)
     return ImportReport(table, out, tool)
 
@@ -335,20 +340,3 @@ def _device(host: HostInfo, device: str | None, cores: int | None) -> Device:
     return Device(cpu=device or host.cpu or UNKNOWN, platform=host.platform or UNKNOWN,
                   cores=cores or host.count("cores") or 1, gpu=host.gpu or None,
                   governor=host.governor or None)  # fmt: skip
-
-
-def fit_and_score(table: LatencyTable, space: SearchSpace, manifest: Manifest,
-                  timings: dict[str, Timing]) -> None:  # fmt: skip
-    """Fit ``table``'s correction on the kit's fit networks and store it with its figures on the
-    hold-out networks, exactly as ``famc profile --validate`` does with networks it times."""
-    m = table.metadata
-    fit, held = manifest.ids("fit"), manifest.ids("holdout")
-    arch = {g: space.arch_from_dict(manifest.graphs[g].arch or {}) for g in fit + held}
-    terms = {g: table.terms(a, space) for g, a in arch.items()}
-    correction = fit_correction([terms[g] for g in fit], [timings[g].median_ms for g in fit],
-                                m.call_overhead_ms)  # fmt: skip
-    s = score([correction.apply(terms[g]) for g in held], [timings[g].median_ms for g in held])
-    m.correction = correction
-    m.validation = Validation(n_fit=len(fit), n_holdout=len(held), **s.model_dump(),
-                              seed=manifest.seed, host=m.device, runtime_version=m.runtime_version,
-                              date=m.date)  # fmt: skip

@@ -29,7 +29,7 @@ from famc.errors import FamcError
 from famc.latency.fit import fit_correction, score
 from famc.latency.graphs import CallProbe, layer_module
 from famc.latency.measure import MEMBER_PROTOCOL, Protocol, Timing, time_calls
-from famc.latency.runtimes import Graph, Runtime, check_runtime, device_info, measuring
+from famc.latency.runtimes import Device, Graph, Runtime, check_runtime, device_info, measuring
 from famc.latency.signatures import all_signatures
 from famc.latency.table import Entry, LatencyTable, Metadata, Validation
 from famc.progress import Reporter, Task
@@ -222,13 +222,22 @@ def validate_table(table: LatencyTable, space: SearchSpace, n_holdout: int, n_fi
     archs = sample_archs(space, n_fit + n_holdout, seed)
     with reporter.task("whole sub-networks", len(archs) * MEMBER_PROTOCOL.rounds) as task:
         timings = measure_archs(space, archs, rt, m.threads, m.batch, seed, task)
-    measured = [t.median_ms for t in timings]
-    terms = [table.terms(a, space) for a in archs]
-    correction = fit_correction(terms[:n_fit], measured[:n_fit], m.call_overhead_ms)
-    s = score([correction.apply(t) for t in terms[n_fit:]], measured[n_fit:])
+    fit_and_validate(table, space, list(zip(archs, [t.median_ms for t in timings], strict=True)),
+                     n_fit, seed, device_info(rt), rt.version())  # fmt: skip
+
+
+def fit_and_validate(table: LatencyTable, space: SearchSpace, measured: Sequence[tuple[Arch, float]],
+                     n_fit: int, seed: int, host: Device, runtime_version: str) -> None:  # fmt: skip
+    """Fit ``table``'s correction on the first ``n_fit`` (arch, median ms) pairs, score it on the
+    rest, and store both: famc's own validation and an imported kit's alike."""
+    m = table.metadata
+    terms = [table.terms(a, space) for a, _ in measured]
+    ms = [t for _, t in measured]
+    correction = fit_correction(terms[:n_fit], ms[:n_fit], m.call_overhead_ms)
+    s = score([correction.apply(t) for t in terms[n_fit:]], ms[n_fit:])
     m.correction = correction
-    m.validation = Validation(n_fit=n_fit, n_holdout=n_holdout, **s.model_dump(), seed=seed,
-                              host=device_info(rt), runtime_version=rt.version(),
+    m.validation = Validation(n_fit=n_fit, n_holdout=len(ms) - n_fit, **s.model_dump(), seed=seed,
+                              host=host, runtime_version=runtime_version,
                               date=dt.datetime.now(dt.UTC).date())  # fmt: skip
 
 

@@ -61,12 +61,11 @@ def _latency(p: Prepared, plan: MemberPlan, arch: Arch, shipped: ShippedMember |
     m = shipped.latency
     update: dict[str, object] = {"measured_on": m.measured_on, "host": m.host}
     if m.timing is not None:
-        update |= {"measured": round(m.timing.median_ms, 4), "calls": m.timing.n,
+        measured = round(m.timing.median_ms, 4)
+        update |= {"measured": measured, "calls": m.timing.n,
                    "measured_p90": round(m.timing.p90_ms, 4)}  # fmt: skip
-        if predicted is not None:
-            update["error_pct"] = round(
-                100 * (predicted - m.timing.median_ms) / m.timing.median_ms, 2
-            )
+        if lat.predicted is not None:  # from the recorded figures, so a reader gets the same
+            update["error_pct"] = round(100 * (lat.predicted - measured) / measured, 2)
     if (
         m.host is not None
         and lat.table_host is not None
