@@ -79,6 +79,35 @@ def train(
 
 @app.command()
 @_clean_errors
+def rank(
+    supernet: Annotated[Path, typer.Argument(help="supernet checkpoint (.safetensors)")],
+    truth: Annotated[Path, typer.Option(help="stand-alone truth file (JSON)")],
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress")] = True,
+) -> None:
+    """Ranking quality: supernet-inherited (BN re-calibrated) vs stand-alone Top-1."""
+    from famc.evaluate.rank import rank_checkpoint
+    from famc.progress import Reporter
+    from famc.space import Arch
+
+    report = rank_checkpoint(supernet, truth, Reporter.auto(progress))
+    if json_out:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    typer.echo(f"{'MFLOPs':>7} {'stand-alone':>11} {'supernet':>8}  architecture")
+    for r in sorted(report.archs, key=lambda r: r.flops):
+        arch = Arch(ks=tuple(map(tuple, r.arch.ks)), e=tuple(map(tuple, r.arch.e)),
+                    resolution=r.arch.resolution)  # fmt: skip
+        mark = "  (landmark, excluded)" if r.landmark else ""
+        typer.echo(f"{r.flops / 1e6:>7.2f} {r.standalone:>11.2f} {r.supernet:>8.2f}  {arch}{mark}")
+    typer.echo(
+        f"n {report.n}: Kendall τ {report.kendall_tau:.3f}  Spearman ρ {report.spearman_rho:.3f}  "
+        f"Pearson r {report.pearson_r:.3f}  top-5 overlap {report.top5_overlap:.2f}"
+    )
+
+
+@app.command()
+@_clean_errors
 def build(
     config: Annotated[Path, typer.Argument(help="family.yaml")],
     out: Annotated[

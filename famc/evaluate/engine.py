@@ -7,14 +7,27 @@ architectures: resizing and normalising is otherwise a large share of evaluation
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from famc.data import ImageSet, to_input
-from famc.space import Arch
-from famc.supernet import BNConvention, ElasticNet, fold_bn, recalibrate, with_memory_format
+from famc.data import DataConfig, DataSplits, ImageSet, to_input
+from famc.errors import FamcError
+from famc.space import Arch, SearchSpace, get_space
+from famc.supernet import (
+    BNConvention,
+    ElasticNet,
+    build_supernet,
+    fold_bn,
+    load_checkpoint,
+    recalibrate,
+    with_memory_format,
+)
+from famc.supernet.checkpoint import read_state_dict
 
 
 class Evaluator:
@@ -61,3 +74,39 @@ class Evaluator:
         """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right."""
         logits = self.logits(fold_bn(self.model(arch)), images, arch.resolution)
         return logits.argmax(1) == images.labels
+
+
+@dataclass(frozen=True)
+class TrainedSupernet:
+    """A famc checkpoint, ready to evaluate with the data and BN settings it was trained with."""
+
+    space: SearchSpace
+    evaluator: Evaluator
+    data: DataSplits
+    metadata: dict[str, str]
+
+
+def load_trained(path: Path, dataset: str | None = None) -> TrainedSupernet:
+    """Load a famc checkpoint with its training config's data and evaluation settings (famc
+    checkpoints store the config); without one, ``dataset`` with the default split."""
+    meta = read_state_dict(path)[1]
+    if "space" not in meta:
+        raise FamcError(f"{path}: no `space` in its metadata; only famc checkpoints qualify")
+    space = get_space(meta["space"])
+    config = json.loads(meta.get("config", "{}"))
+    data_cfg = DataConfig(**config["data"]) if "data" in config else None
+    if data_cfg is None:
+        data_cfg = DataConfig(name=dataset or "fashion-mnist")
+    if dataset is not None and data_cfg.name != dataset:
+        raise FamcError(
+            f"{path} was trained on {data_cfg.name!r}, not {dataset!r}: compare it with "
+            f"results on its own dataset"
+        )
+    data = data_cfg.load()
+    net = build_supernet(space)
+    load_checkpoint(net, path)
+    evaluation = config.get("eval", {})
+    ev = Evaluator(net.eval(), data.calib, data.mean, data.std,
+                   batch_size=evaluation.get("batch_size", 500),
+                   bn_convention=evaluation.get("bn_convention", "ofa"))  # fmt: skip
+    return TrainedSupernet(space, ev, data, meta)

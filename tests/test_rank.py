@@ -1,0 +1,97 @@
+"""Ranking correlations with known answers and `famc rank` against a synthetic truth file."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from famc.cli import app
+from famc.errors import FamcError
+from famc.evaluate.engine import load_trained
+from famc.metrics import kendall_tau, pearson_r, ranking, spearman_rho, top_k_overlap
+from famc.space import flops, get_space
+from famc.train import load_train_config, train
+from tests.test_train import _config
+
+SPACE = get_space("fashion-mbv3")
+
+
+def test_correlations_on_hand_computed_cases():
+    x = [1, 2, 3, 4]
+    assert kendall_tau(x, x) == 1 and kendall_tau(x, x[::-1]) == -1
+    assert kendall_tau(x, [1, 3, 2, 4]) == pytest.approx((5 - 1) / 6)  # one discordant pair of 6
+    # τ-b with ties: pairs (a,b) tied in y; concordant 4, discordant 1, ties only in y: 1
+    assert kendall_tau([1, 2, 3, 4], [1, 1, 3, 2]) == pytest.approx(3 / np.sqrt(6 * 5))
+    cubic = [v**3 for v in x]
+    assert spearman_rho(x, cubic) == 1 and pearson_r(x, cubic) < 1
+    assert pearson_r(x, [2 * v + 1 for v in x]) == pytest.approx(1.0)
+    assert spearman_rho([1, 2, 2, 3], [1, 2, 2, 3]) == pytest.approx(1.0)
+    assert kendall_tau(x, [5, 5, 5, 5]) == 0 == pearson_r(x, [5, 5, 5, 5])  # no information
+    assert top_k_overlap(list(range(10)), list(range(10))) == 1.0
+    assert top_k_overlap(list(range(10)), [9, 8, 7, 6, 5, 0, 1, 2, 3, 4]) == 0.0
+    assert top_k_overlap([1, 2, 3], [3, 2, 1], k=5) == 1.0  # k capped at the list length
+    r = ranking([1, 2, 3], [1, 3, 2])
+    assert (r.n, r.kendall_tau) == (3, pytest.approx(1 / 3, abs=1e-4))
+    with pytest.raises(ValueError, match="equally long"):
+        kendall_tau([1, 2], [1, 2, 3])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_folder) -> Path:
+    tmp = tmp_path_factory.mktemp("rank")
+    cfg = load_train_config(_config(tmp, tiny_folder, epochs=3, eval={"num_random": 0}))
+    train(cfg, progress=False)
+    return Path(cfg.out) / "supernet.safetensors"
+
+
+def _truth_like_supernet(path: Path, supernet: Path, reverse: bool) -> list[float]:
+    """A truth file whose 'stand-alone' accuracies are the supernet's own (or their mirror)."""
+    t = load_trained(supernet)
+    rng = random.Random(0)
+    archs = list(dict.fromkeys([SPACE.smallest(), SPACE.largest(), *(SPACE.sample(rng)
+                                                                     for _ in range(6))]))  # fmt: skip
+    acc = [100.0 * t.evaluator.correct(a, t.data.test).float().mean().item() for a in archs]
+    assert len(set(acc)) > 1, "degenerate fixture: every architecture scores the same"
+    truth = [100 - a if reverse else a for a in acc]
+    results = [{"arch": a.to_dict(), "top1": v, "flops": flops(SPACE, a), "log": []}
+               for a, v in zip(archs, truth, strict=True)]  # fmt: skip
+    path.write_text(json.dumps({"space": SPACE.name, "dataset": "folder", "split": "test",
+                                "complete": True, "results": results}))  # fmt: skip
+    return acc
+
+
+@pytest.mark.parametrize(("reverse", "tau"), [(False, 1.0), (True, -1.0)])
+def test_rank_reports_kendall_tau_against_the_truth(tmp_path, trained, reverse, tau):
+    truth = tmp_path / "truth.json"
+    acc = _truth_like_supernet(truth, trained, reverse)
+    result = CliRunner().invoke(app, ["rank", str(trained), "--truth", str(truth), "--json",
+                                      "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["kendall_tau"] == pytest.approx(tau) and report["n"] == len(acc)
+    assert report["spearman_rho"] == pytest.approx(tau) and report["landmarks_excluded"] == 0
+    assert [a["supernet"] for a in report["archs"]] == pytest.approx(acc, abs=1e-3)
+    text = CliRunner().invoke(app, ["rank", str(trained), "--truth", str(truth), "--no-progress"])
+    assert text.exit_code == 0 and f"Kendall τ {tau:.3f}" in text.output
+
+
+def test_rank_bad_truth_file_is_one_error_line(tmp_path, trained):
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps({"space": SPACE.name, "results": [{"arch": {"d": [1]}}]}))
+    result = CliRunner().invoke(app, ["rank", str(trained), "--truth", str(truth)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert all(ln.startswith("error:") for ln in lines)
+    assert any("field `results.0.top1`: required field is missing" in ln for ln in lines)
+    assert any("field `results.0.arch.ks`: required field is missing" in ln for ln in lines)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"space": "ofa-mbv3-w1.0", "results": []}))
+    with pytest.raises(FamcError):
+        from famc.evaluate.rank import Truth
+
+        Truth(other, SPACE)
