@@ -108,6 +108,36 @@ def rank(
 
 @app.command()
 @_clean_errors
+def predictor(
+    supernet: Annotated[Path, typer.Argument(help="supernet checkpoint (.safetensors)")],
+    out: Annotated[Path, typer.Option(help="predictor file to write (.safetensors)")],
+    archs: Annotated[
+        int, typer.Option(min=8, help="random architectures: half fit, half test")
+    ] = 1024,
+    images: Annotated[
+        int | None, typer.Option(min=1, help="first N images of the search split (default all)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the sampled architectures and the forest")] = 0,
+    progress: Annotated[bool, typer.Option(help="show progress")] = True,
+) -> None:
+    """Fit an accuracy predictor (random forest) on a supernet's search-split accuracies."""
+    from famc.evaluate.engine import load_trained
+    from famc.predictor import fit_predictor
+    from famc.progress import Reporter
+
+    trained = load_trained(supernet)
+    search = trained.data.search
+    split = search if images is None else search.subset(range(min(images, len(search))))
+    with Reporter.auto(progress).task("predictor", archs) as task:
+        fitted = fit_predictor(trained.space, lambda a: trained.evaluator.correct(a, split),
+                               archs=archs, seed=seed, advance=task.advance)  # fmt: skip
+    fitted.save(out)
+    typer.echo(f"Kendall τ on {fitted.info['n_heldout']} held-out architectures "
+               f"{fitted.info['kendall_tau_heldout']}  → {out}")  # fmt: skip
+
+
+@app.command()
+@_clean_errors
 def build(
     config: Annotated[Path, typer.Argument(help="family.yaml")],
     out: Annotated[

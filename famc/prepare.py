@@ -19,6 +19,7 @@ from famc.data import DataSplits, ImageSet
 from famc.errors import FamcError
 from famc.io import Strict, sha256_path
 from famc.latency import LatencyTable, Target, load_target
+from famc.predictor import AccuracyPredictor
 from famc.space import Arch, SearchSpace, get_space
 from famc.supernet import ElasticNet, build_supernet, load_checkpoint
 
@@ -70,6 +71,7 @@ class Prepared:
     calib: ImageSet
     search_split: ImageSet
     inputs: Inputs
+    predictor: AccuracyPredictor | None = None  # pre-screens search candidates
 
 
 def _plan_member(cfg: FamilyConfig, space: SearchSpace, index: int) -> MemberPlan:
@@ -136,6 +138,8 @@ def prepare(config_path: str | Path) -> Prepared:
         tables={p.table.source: sha256_path(Path(p.table.source)) for p in plans if p.table},
         targets={p.name: p.target_path for p in plans},
     )
+    screen = cfg.search.prescreen
+    predictor = None if screen is None else AccuracyPredictor.load(screen.predictor, space)
     return Prepared(config_path, cfg, space, data, net.eval(), plans,
                     _first(data.calib, ev.calib_images), _first(data.search, ev.search_images),
-                    inputs)  # fmt: skip
+                    inputs, predictor)  # fmt: skip

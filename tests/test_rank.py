@@ -1,4 +1,5 @@
-"""Ranking correlations with known answers and `famc rank` against a synthetic truth file."""
+"""Ranking correlations with known answers, `famc rank` against a synthetic truth file, and the
+accuracy predictor."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from famc.cli import app
 from famc.errors import FamcError
 from famc.evaluate.engine import load_trained
 from famc.metrics import kendall_tau, pearson_r, ranking, spearman_rho, top_k_overlap
+from famc.predictor import AccuracyPredictor, fit_forest, fit_predictor
 from famc.space import flops, get_space
 from famc.train import load_train_config, train
 from tests.test_train import _config
@@ -95,3 +97,51 @@ def test_rank_bad_truth_file_is_one_error_line(tmp_path, trained):
         from famc.evaluate.rank import Truth
 
         Truth(other, SPACE)
+
+
+# --- the accuracy predictor -----------------------------------------------------------------------
+def _flops_dataset(n: int, seed: int) -> tuple[list, np.ndarray, np.ndarray]:
+    rng = random.Random(seed)
+    archs = [SPACE.sample(rng) for _ in range(n)]
+    x = np.array([SPACE.encode(a) for a in archs])
+    y = np.array([80 + 2 * np.log(flops(SPACE, a)) + rng.gauss(0, 0.05) for a in archs])
+    return archs, x, y
+
+
+def test_forest_ranks_held_out_architectures_and_round_trips(tmp_path):
+    _, x, y = _flops_dataset(400, 0)
+    forest = fit_forest(x[:200], y[:200], trees=20, max_depth=8, seed=0)
+    assert kendall_tau(list(forest.predict(x[200:])), list(y[200:])) > 0.6
+    stump = fit_forest(x[:200], y[:200], trees=3, max_depth=1, seed=0)
+    assert ((stump.feature >= 0).sum()) <= 3  # one split per tree at depth 1
+    path = tmp_path / "p.safetensors"
+    archs = _flops_dataset(10, 1)[0]
+    pred = AccuracyPredictor(SPACE.name, forest, {"kind": "famc-accuracy-predictor"})
+    pred.save(path)
+    again = AccuracyPredictor.load(path, SPACE)
+    assert again.predict(SPACE, archs) == pred.predict(SPACE, archs)
+    with pytest.raises(FamcError, match="not 'ofa-mbv3-w1.0'"):
+        AccuracyPredictor.load(path, get_space("ofa-mbv3-w1.0"))
+
+
+def test_fit_predictor_reports_held_out_tau(trained):
+    def fake_correct(arch):  # a supernet whose accuracy grows with FLOPs
+        import torch
+
+        rate = min(0.95, 0.3 + flops(SPACE, arch) / 2e7)
+        return torch.arange(1000) < int(rate * 1000)
+
+    done = []
+    fitted = fit_predictor(SPACE, fake_correct, archs=120, trees=10, max_depth=8,
+                           advance=lambda: done.append(1))  # fmt: skip
+    assert len(done) == 120 and fitted.info["n_fit"] == "60"
+    assert float(fitted.info["kendall_tau_heldout"]) > 0.6
+
+
+def test_predictor_cli_writes_a_loadable_file(tmp_path, trained):
+    out = tmp_path / "pred.safetensors"
+    result = CliRunner().invoke(app, ["predictor", str(trained), "--out", str(out), "--archs",
+                                      "16", "--images", "20", "--no-progress"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Kendall τ on 8 held-out architectures" in result.output
+    assert len(AccuracyPredictor.load(out, SPACE).predict(SPACE, [SPACE.largest()])) == 1
