@@ -54,27 +54,47 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="output directory (overrides the config)")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="continue a killed run from its last epoch")] = False,
+    resume: Annotated[bool, typer.Option(help="continue a stopped run where it stopped")] = False,
     force: Annotated[
         bool, typer.Option(help="overwrite an existing run in the output dir")
     ] = False,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="stop after N optimizer steps in all (checkpoint and metrics "
+            "are still written; --resume continues)",
+        ),
+    ] = None,  # fmt: skip
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="stand-alone truth file: add ranking figures to the metrics (overrides eval.truth)"
+        ),
+    ] = None,  # fmt: skip
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
-    """Train a supernet with the sandwich rule and in-place distillation."""
+    """Train a supernet with the sandwich rule and in-place distillation (plus the configured
+    sampler, schedule, landmarks, SSE and CPT)."""
     from famc.train import load_train_config
     from famc.train import train as run_train
 
     cfg = load_train_config(config)
     if out is not None:
         cfg = cfg.model_copy(update={"out": str(out)})
-    metrics = run_train(cfg, resume=resume, force=force, progress=progress and sys.stderr.isatty())
+    if truth is not None:
+        cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"truth": str(truth)})})
+    metrics = run_train(cfg, resume=resume, force=force, max_steps=max_steps,
+                        progress=progress and sys.stderr.isatty())  # fmt: skip
     if metrics is not None:
-        typer.echo(
+        line = (
             f"largest {metrics['largest']['top1']:.2f} %  smallest "
             f"{metrics['smallest']['top1']:.2f} %  random "
             + ", ".join(f"{r['top1']:.2f}" for r in metrics["random"])
-            + f"  → {Path(cfg.out) / 'supernet.metrics.json'}"
         )
+        if "ranking" in metrics:
+            line += f"  Kendall τ {metrics['ranking']['kendall_tau']:.3f}"
+        typer.echo(f"{line}  → {Path(cfg.out) / 'supernet.metrics.json'}")
 
 
 @app.command()
