@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from famc.errors import FamcError, GateFailure
+from famc.errors import GateFailure
 from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import evaluate
-from famc.io import staged_directory
+from famc.io import check_output_dir, staged_directory
 from famc.prepare import prepare
 from famc.progress import Reporter
 from famc.report.stage import report
@@ -26,15 +26,16 @@ from famc.ship import ship
 
 def build(config_path: str | Path, *, out: str | Path | None = None, force: bool = False,
           gates: bool = True, reporter: Reporter | None = None,
-          log: Callable[[str], None] = print) -> Path:  # fmt: skip
+          allow_split_overlap: bool = False, log: Callable[[str], None] = print) -> Path:  # fmt: skip
     """Search, export and report the family; returns the release directory. Raises
     ``GateFailure`` after writing everything when a gate fails."""
     started = time.perf_counter()
-    p = prepare(config_path)
+    p = prepare(config_path, allow_split_overlap)
     out_dir = Path(out if out is not None else p.cfg.out)
-    if out_dir.exists() and not force:
-        raise FamcError(f"{out_dir} already exists: pass --force to replace it, or --out DIR")
+    check_output_dir(out_dir, force, p.input_paths())
     ev = CachedEvaluation(p)
+    for note in [*p.notes, *ev.notes()]:
+        log(note)
     families = search(p, ev.search_vector, reporter or Reporter("off"))
     evaluated = evaluate(p, families, ev, log)
     with staged_directory(out_dir) as tmp:

@@ -6,6 +6,7 @@ the error says otherwise); anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -23,15 +24,43 @@ err = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+#: What the user can do about an OS error that the environment, not famc, caused.
+_OS_FIXES = {
+    errno.ENOSPC: "free disk space or choose another location",
+    errno.EDQUOT: "free some of your disk quota or choose another location",
+    errno.EROFS: "the filesystem is read-only: choose a writable location",
+    errno.EACCES: "permission denied: choose a location you may write to",
+    errno.EPERM: "operation not permitted: choose a location you may write to",
+    errno.ENAMETOOLONG: "choose a shorter path",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: fix the path",
+    errno.EISDIR: "a directory stands where a file is expected: fix the path",
+}
+
+
+def _error(lines: str) -> None:
+    for line in lines.splitlines():
+        err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+
 def _clean_errors(fn: F) -> F:
+    """User-caused failures become ``error:`` lines and an exit code; bugs keep their traceback."""
+
     @wraps(fn)
     def run(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except FamcError as exc:
-            for line in str(exc).splitlines():
-                err.print(f"[bold red]error:[/] {escape(line)}", highlight=False, soft_wrap=True)
+            _error(str(exc))
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            if exc.errno not in _OS_FIXES:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            _error(f"{where}{exc.strerror}; {_OS_FIXES[exc.errno]}")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            _error("interrupted: what was in progress was discarded, nothing half-written remains")
+            raise typer.Exit(130) from None
 
     return run  # type: ignore[return-value]
 
@@ -72,7 +101,7 @@ def train(
             help="stand-alone truth file: add ranking figures to the metrics (overrides eval.truth)"
         ),
     ] = None,  # fmt: skip
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    progress: Annotated[bool, typer.Option(help="show progress (bars, or lines in a log)")] = True,
 ) -> None:
     """Train a supernet with the sandwich rule and in-place distillation (plus the configured
     sampler, schedule, landmarks, SSE and CPT)."""
@@ -84,8 +113,7 @@ def train(
         cfg = cfg.model_copy(update={"out": str(out)})
     if truth is not None:
         cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"truth": str(truth)})})
-    metrics = run_train(cfg, resume=resume, force=force, max_steps=max_steps,
-                        progress=progress and sys.stderr.isatty())  # fmt: skip
+    metrics = run_train(cfg, resume=resume, force=force, max_steps=max_steps, progress=progress)
     if metrics is not None:
         line = (
             f"largest {metrics['largest']['top1']:.2f} %  smallest "
@@ -165,22 +193,55 @@ def build(
     ] = None,
     force: Annotated[bool, typer.Option(help="replace an existing release directory")] = False,
     gates: Annotated[bool, typer.Option(help="check the config's release gates (exit 3)")] = True,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    progress: Annotated[bool, typer.Option(help="show progress (bars, or lines in a log)")] = True,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="print the build summary as one JSON document")
+    ] = False,
+    junit: Annotated[
+        Path | None, typer.Option(help="write JUnit XML: a test case per gate and artifact")
+    ] = None,
+    allow_split_overlap: Annotated[
+        bool, typer.Option(help="rank on images the supernet was trained on (not recommended)")
+    ] = False,
 ) -> None:
     """Search, export and report a nested model family (REG-NAS) plus the plain-NAS baseline."""
     from famc.build import build as run_build
     from famc.errors import GateFailure
     from famc.progress import Reporter
-    from famc.report.data import read_manifest
 
     failure: GateFailure | None = None
     try:
         release = run_build(config, out=out, force=force, gates=gates,
-                            reporter=Reporter.auto(progress),
+                            reporter=Reporter.auto(progress), allow_split_overlap=allow_split_overlap,
                             log=lambda line: err.print(escape(line), highlight=False))  # fmt: skip
     except GateFailure as exc:  # the release exists: summarise it, then fail with the gates
         release, failure = exc.release, exc
+    _summarise(release, json_out, junit)
+    if failure is not None:
+        raise failure
+
+
+def _summarise(release: Path, json_out: bool, junit: Path | None) -> None:
+    """The build's result for a person (stdout), a pipeline (``--json``, ``--junit``) and GitHub
+    Actions (``$GITHUB_STEP_SUMMARY`` and ``::error`` annotations)."""
+    import json
+    import os
+
+    from famc.io import write_text
+    from famc.report import ci
+    from famc.report.data import read_manifest
+
     manifest = read_manifest(release / "family.json")
+    if junit is not None:
+        write_text(junit, ci.junit_xml(manifest))
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as summary:
+            summary.write((release / "report.md").read_text(encoding="utf-8") + "\n")
+        for line in ci.github_annotations(manifest):  # stdout, unless it carries the JSON
+            print(line, file=sys.stderr if json_out else sys.stdout, flush=True)
+    if json_out:
+        typer.echo(json.dumps(ci.build_summary(manifest, release), indent=2))
+        return
     for m in manifest.members:
         lat = m.latency_ms.predicted
         typer.echo(
@@ -196,30 +257,45 @@ def build(
         )
     typer.echo(line)
     typer.echo(f"→ {release / 'family.json'}, {release / 'report.html'}")
-    if failure is not None:
-        raise failure
 
 
 @app.command()
 @_clean_errors
 def verify(release: Annotated[Path, typer.Argument(help="release or member directory")]) -> None:
-    """Re-run every artifact this host can run against its golden outputs."""
-    from famc.export import verify_dir
+    """Check a release against its records and re-run every artifact this host can run."""
+    from famc.verify import verify as run_verify
 
-    members = (
-        sorted(d for d in (release / "members").iterdir())
-        if (release / "members").is_dir()
-        else [release]
-    )
-    failed = 0
-    for member in members:
-        for r in verify_dir(member):
-            p = r.parity
-            figures = f"agreement {p.top1_agreement:.4f} max_abs {p.max_abs:.2e}" if p else r.detail
-            typer.echo(f"{member.name:>10} {r.format:<9} {r.status:<14} {figures}")
-            failed += r.status in ("parity_failed", "error")
+    findings = run_verify(release)
+    for name, r in findings:
+        p = r.parity
+        figures = f"agreement {p.top1_agreement:.4f} max_abs {p.max_abs:.2e}" if p else r.detail
+        typer.echo(f"{name:>10} {r.subject:<18} {r.status:<12} {figures}")
+    failed = [(name, r) for name, r in findings if r.status == "failed"]
     if failed:
-        raise FamcError(f"{failed} artifact(s) failed verification", exit_code=3)
+        lines = [f"{name} {r.subject}: {r.detail}" for name, r in failed]
+        raise FamcError("\n".join(["verification failed:", *lines]), exit_code=3)
+
+
+@app.command()
+@_clean_errors
+def diff(
+    old: Annotated[Path, typer.Argument(help="the release in use")],
+    new: Annotated[Path, typer.Argument(help="the release that would replace it")],
+    json_out: Annotated[bool, typer.Option("--json", help="print one JSON document")] = False,
+) -> None:
+    """Per shared member: Top-1 old/new, negative and positive flips old → new, latency change."""
+    import json
+
+    from famc.diff import diff_releases
+
+    updates = diff_releases(old, new)
+    if json_out:
+        typer.echo(json.dumps([u.model_dump() for u in updates], indent=2))
+        return
+    for u in updates:
+        lat = "" if u.latency_change_pct is None else f"  latency {u.latency_change_pct:+.1f} %"
+        typer.echo(f"{u.name:>10}: top1 {u.top1_old:.2f} → {u.top1_new:.2f} %  "
+                   f"NFR {u.nfr:.2f} %  PFR {u.pfr:.2f} %{lat}")  # fmt: skip
 
 
 @app.command()
@@ -232,8 +308,13 @@ def export(
     """Export one family member, with parity checked on the test split of its dataset."""
     from famc.export.member import export_one
 
-    for rec in export_one(member, fmt, precision).values():
+    records = export_one(member, fmt, precision).values()
+    for rec in records:
         typer.echo(f"{rec.format:<9} {rec.status:<14} {rec.path or '-'}  {rec.detail}")
+    failed = [r for r in records if r.status == "failed"]
+    if failed:
+        lines = [f"{r.format}: {r.status}: {r.detail}" for r in failed]
+        raise FamcError("\n".join(lines), exit_code=3)
 
 
 @app.command()
@@ -261,11 +342,25 @@ def profile(
 
 @app.command()
 @_clean_errors
-def validate(config: Annotated[Path, typer.Argument(help="family.yaml")]) -> None:
-    """Check a family config without searching: config, data, checkpoint fit, table coverage."""
+def validate(
+    config: Annotated[Path, typer.Argument(help="family.yaml")],
+    allow_split_overlap: Annotated[
+        bool, typer.Option(help="rank on images the supernet was trained on (not recommended)")
+    ] = False,
+) -> None:
+    """Check a family config without searching: config, data, checkpoint fit and split, table
+    coverage, and that every budget admits a sub-network."""
     from famc.prepare import prepare
 
-    p = prepare(config)
+    p = prepare(config, allow_split_overlap)
+    for note in p.notes:
+        err.print(escape(note), highlight=False)
+    for plan in p.plans:
+        lo, hi = plan.cost_range(p.space)
+        d = plan.cost_model.describe
+        typer.echo(
+            f"{plan.name:>10}: budget {d(plan.budget)}; sub-networks cost {d(lo)} to {d(hi)}"
+        )
     typer.echo(
         f"ok: {config} — space {p.space.name}, {len(p.plans)} member(s) "
         f"({', '.join(pl.name for pl in p.plans)}), supernet {p.inputs.supernet_sha256[:12]}, "

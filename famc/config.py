@@ -95,11 +95,20 @@ class SearchConfig(Strict):
 class GatesConfig(Strict):
     """Release criteria; ``famc build`` exits 3 when one fails (``--no-gates`` skips them)."""
 
+    artifacts: bool = True  # every requested artifact passed, or is unavailable on this host
     max_pairwise_nfr: float | None = Field(None, ge=0)  # %, every smaller→larger pair (test)
     min_top1: float | dict[str, float] | None = None  # %, every member or per member name
     min_export_agreement: float | None = Field(None, ge=0, le=1)  # Top-1 agreement per artifact
     latency_within_budget: bool = False  # measured latency ≤ budget × (1 + tolerance)
     latency_tolerance_pct: float = Field(10.0, ge=0)
+    previous_release: str | None = None  # a release this one updates: its NFR is reported
+    max_update_nfr: float | None = Field(None, ge=0)  # %, old → new of every shared member
+
+    @model_validator(mode="after")
+    def _update_needs_previous(self) -> GatesConfig:
+        if self.max_update_nfr is not None and self.previous_release is None:
+            raise ValueError("max_update_nfr needs previous_release: the release to compare with")
+        return self
 
 
 class FamilyConfig(Strict):
@@ -144,6 +153,9 @@ def load_family_config(path: Path | str) -> FamilyConfig:
             "search": cfg.search.model_copy(update={"prescreen": screen}),
             "supernet": resolve(base, cfg.supernet),
             "data": resolve_data(base, cfg.data),
+            "gates": cfg.gates.model_copy(
+                update={"previous_release": resolve(base, cfg.gates.previous_release)}
+            ),
             "members": [
                 m.model_copy(update={"target": resolve(base, m.target)}) for m in cfg.members
             ],

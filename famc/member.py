@@ -7,21 +7,21 @@ BN), so a consumer needs neither the supernet nor famc's search code to run it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from pydantic import ValidationError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from famc.data import DataConfig
 from famc.data.preprocessing import Preprocessing
-from famc.errors import FamcError, format_validation_error
-from famc.io import Strict, atomic_path, read_text, write_text
+from famc.errors import FamcError
+from famc.io import Strict, atomic_path, load_json, read_tensors, write_text
 from famc.space import ArchRecord, get_space
 from famc.supernet import StaticNet, static_model
+from famc.supernet.checkpoint import check_state
 
 INFO_NAME = "arch.json"
+REBUILD = "restore the member directory from its release or build it again"
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -49,13 +49,7 @@ def member_info(directory: str | Path) -> MemberInfo:
     path = Path(directory) / INFO_NAME
     if not path.is_file():
         raise FamcError(f"{directory} is not a famc member directory (no {INFO_NAME})")
-    text = read_text(path, "member description")
-    try:
-        return MemberInfo.model_validate(json.loads(text))
-    except json.JSONDecodeError as exc:
-        raise FamcError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    except ValidationError as exc:
-        raise FamcError(format_validation_error(path, exc, "invalid member description")) from None
+    return load_json(MemberInfo, path, "member description", REBUILD)
 
 
 def load_member(directory: str | Path) -> StaticNet:
@@ -64,9 +58,8 @@ def load_member(directory: str | Path) -> StaticNet:
     info = member_info(directory)
     space = get_space(info.space)
     model = static_model(space, space.arch_from_dict(info.arch.model_dump()))
-    try:
-        state = load_file(str(directory / WEIGHTS_NAME))
-        model.load_state_dict(state, strict=True, assign=True)
-    except (OSError, RuntimeError) as exc:
-        raise FamcError(f"{directory}/{WEIGHTS_NAME} does not fit {INFO_NAME} ({exc})") from None
+    path = directory / WEIGHTS_NAME
+    state = read_tensors(path, "member weights file", REBUILD)
+    check_state(path, state, model.state_dict(), {})
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval()

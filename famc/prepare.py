@@ -7,6 +7,7 @@ can cost the space, budgets are ordered); it is all ``famc validate`` runs, in s
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -15,7 +16,7 @@ from pydantic import Field, StringConstraints
 
 from famc.config import FamilyConfig, MemberName, load_family_config
 from famc.cost import COST_MODELS, CostModel
-from famc.data import DataSplits, ImageSet
+from famc.data import DataConfig, DataSplits, ImageSet, split_indices
 from famc.errors import FamcError
 from famc.io import Strict, sha256_path
 from famc.latency import LatencyTable, Target, load_target
@@ -41,6 +42,11 @@ class MemberPlan:
 
     def predicted_ms(self, space: SearchSpace, arch: Arch) -> float | None:
         return None if self.table is None else self.table.predict(arch, space)
+
+    def cost_range(self, space: SearchSpace) -> tuple[float, float]:
+        """The cost of the smallest and of the largest sub-network under this member's model."""
+        small = space.smallest()
+        return self.cost(space, small), self.cost(space, space.largest())
 
 
 class Inputs(Strict):
@@ -71,7 +77,21 @@ class Prepared:
     calib: ImageSet
     search_split: ImageSet
     inputs: Inputs
+    notes: list[str]  # what validate and build should tell the user
+    split_overlap_allowed: bool = False
     predictor: AccuracyPredictor | None = None  # pre-screens search candidates
+
+    def input_paths(self) -> list[Path]:
+        """Every file or directory the build reads, so no output may swallow one."""
+        i, screen = self.inputs, self.cfg.search.prescreen
+        paths = [
+            Path(i.config),
+            Path(i.supernet),
+            *map(Path, i.tables),
+            *map(Path, i.targets.values()),
+            *([Path(screen.predictor)] if screen is not None else []),
+        ]
+        return paths + ([Path(self.cfg.data.root)] if self.cfg.data.root else [])
 
 
 def _plan_member(cfg: FamilyConfig, space: SearchSpace, index: int) -> MemberPlan:
@@ -112,21 +132,66 @@ def _check_order(plans: list[MemberPlan]) -> None:
             )
 
 
+def _check_feasible(plans: list[MemberPlan], space: SearchSpace) -> None:
+    """A budget below the smallest sub-network is refused now, not after minutes of search."""
+    for plan in plans:
+        lo, _ = plan.cost_range(space)
+        if plan.budget < lo:
+            describe = plan.cost_model.describe
+            raise FamcError(
+                f"member `{plan.name}`: budget {describe(plan.budget)} is below the smallest "
+                f"sub-network of {space.name} ({describe(lo)} on its cost model): raise the "
+                "budget or pick a smaller space"
+            )
+
+
+def _trained_split(meta: dict[str, str]) -> DataConfig | None:
+    """The data split a famc checkpoint was trained on (its metadata records its config)."""
+    try:
+        return DataConfig.model_validate(json.loads(meta["config"])["data"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _check_split(config_path: Path, cfg: FamilyConfig, data: DataSplits, meta: dict[str, str],
+                 allow_overlap: bool) -> str | None:  # fmt: skip
+    """Refuse a search split holding images the supernet was trained on: ranking candidates on
+    them would favour what the supernet memorised. Returns a note when it cannot be checked."""
+    trained = _trained_split(meta)
+    if trained is None or trained.name != data.name:
+        return f"note: {cfg.supernet} does not record a training split on {data.name}; the " \
+               "search split could not be checked against it"  # fmt: skip
+    n_pool = len(data.train) + len(data.search)
+    train_idx, _, _ = split_indices(n_pool, trained.search_size, trained.calib_size, trained.seed)
+    overlap = len(set(train_idx.tolist()) & set(data.search_indices.tolist()))
+    if overlap and not allow_overlap:
+        fields = [f for f in ("seed", "search_size") if getattr(trained, f) != getattr(cfg.data, f)]
+        raise FamcError(
+            f"{config_path}: field `data.{(fields or ['seed'])[0]}`: the search split holds "
+            f"{overlap} images the supernet was trained on (it was trained with data seed "
+            f"{trained.seed}, search_size {trained.search_size}): use the training split's "
+            "settings, or pass --allow-split-overlap to rank on them anyway"
+        )
+    return None
+
+
 def _first(images: ImageSet, n: int | None) -> ImageSet:
     return images if n is None else images.subset(range(min(n, len(images))))
 
 
-def prepare(config_path: str | Path) -> Prepared:
+def prepare(config_path: str | Path, allow_split_overlap: bool = False) -> Prepared:
     """Every check a build needs before searching; fast (seconds)."""
     config_path = Path(config_path)
     cfg = load_family_config(config_path)
     space = get_space(cfg.space)
     plans = [_plan_member(cfg, space, i) for i in range(len(cfg.members))]
     _check_order(plans)
+    _check_feasible(plans, space)
     data = cfg.data.load()
     space.check_input(data.name, data.channels, data.num_classes, str(config_path))
     net = build_supernet(space)
-    load_checkpoint(net, cfg.supernet)
+    meta = load_checkpoint(net, cfg.supernet)
+    note = _check_split(config_path, cfg, data, meta, allow_split_overlap)
     ev = cfg.evaluation
     inputs = Inputs(
         config=str(config_path),
@@ -142,4 +207,4 @@ def prepare(config_path: str | Path) -> Prepared:
     predictor = None if screen is None else AccuracyPredictor.load(screen.predictor, space)
     return Prepared(config_path, cfg, space, data, net.eval(), plans,
                     _first(data.calib, ev.calib_images), _first(data.search, ev.search_images),
-                    inputs, predictor)  # fmt: skip
+                    inputs, [note] if note else [], allow_split_overlap, predictor)  # fmt: skip

@@ -58,7 +58,7 @@ def _ship_member(p: Prepared, m: MemberResult, ev: CachedEvaluation, out_dir: Pa
     log(f"exporting {plan.name} ({', '.join(t.export)}) with parity on "
         f"{len(p.data.test)} test images")  # fmt: skip
     artifacts = export_member(model, directory, pre, t.export, test_batches(p, arch.resolution),
-                              precision=t.precision)  # fmt: skip
+                              precision=t.precision, policy=t.parity_policy)  # fmt: skip
     measured = measure_archs(p.space, [arch], check_runtime(t.runtime), t.threads, batch=1)[0]
     return ShippedMember(plan.name, directory, artifacts, measured,
                          f"{t.runtime}, {t.threads} thread(s), this host")  # fmt: skip

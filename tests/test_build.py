@@ -7,6 +7,8 @@ whole module runs in about a minute on 2 cores.
 from __future__ import annotations
 
 import json
+import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -123,7 +125,7 @@ def test_artifacts_and_report(release):
     assert onnx["status"] == "passed" and onnx["parity"]["top1_agreement"] == 1.0
     assert onnx["parity"]["n"] == 10000 and onnx["parity"]["negative_flips"] == 0
     assert set(edge["artifacts"]) == {"onnx", "coreml"} and set(server["artifacts"]) == {"onnx"}
-    assert cloud["artifacts"]["tensorrt"]["status"] == "deferred"
+    assert cloud["artifacts"]["tensorrt"]["status"] == "unavailable"
     assert "trtexec" in (out / "members" / "cloud" / "trtexec.sh").read_text()
     assert all(m["latency_ms"]["measured"] > 0 for m in manifest["members"])
     html = (out / "report.html").read_text()
@@ -131,34 +133,118 @@ def test_artifacts_and_report(release):
     assert "| edge" in (out / "report.md").read_text()
 
 
-def test_rebuild_reevaluates_nothing(release):
+def test_rebuild_reevaluates_nothing_and_speaks_ci(release, tmp_path, monkeypatch):
+    """A rebuild from the cache, as a CI job runs it: no terminal, --json, --junit and a GitHub
+    step summary."""
     tmp, config, out, _ = release
     result = runner.invoke(app, ["build", str(config), "--no-progress"])
     assert result.exit_code == 2 and "already exists: pass --force" in result.output
-    result = runner.invoke(app, ["build", str(config), "--no-progress", "--force"])
-    assert result.exit_code == 0, result.output
+    step_summary = tmp_path / "summary.md"
+    step_summary.write_text("earlier step\n")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
+    junit = tmp_path / "junit.xml"
+    result = runner.invoke(app, ["build", str(config), "--force", "--json", "--junit", str(junit)])
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)  # stdout is exactly one JSON document
+    assert doc["passed"] and doc["release"] == str(out)
+    assert [m["name"] for m in doc["members"]] == ["edge", "server", "cloud"]
+    assert doc["members"][0]["artifacts"] == {"onnx": "passed", "coreml": "unavailable"}
+    assert re.search(r"reg-nas edge \[R0\]: 0/\d+", result.stderr)  # a progress line, not a bar
     summary = json.loads((out / "family.json").read_text())["summary"]
     assert summary["evaluations"]["run"] == 0 and summary["evaluations"]["cache_hits"] > 0
+    suites = {s.get("name"): s for s in ET.parse(junit).getroot()}
+    assert {c.get("name") for c in suites["artifacts"]} == {
+        "edge.onnx", "edge.coreml", "server.onnx", "cloud.onnx", "cloud.tensorrt"
+    }  # fmt: skip
+    assert suites["gates"].get("failures") == "0" and len(suites["gates"]) == 5
+    assert len(suites["artifacts"].findall("testcase/skipped")) == 2  # unavailable here
+    text = step_summary.read_text()
+    assert text.startswith("earlier step\n") and "# famc family report" in text
+
+
+def test_missing_exporter_fails_the_build_after_writing_it(release, monkeypatch, tmp_path):
+    import dataclasses
+
+    from famc.export import formats
+
+    tmp, _, _, _ = release
+    missing = dataclasses.replace(formats.FORMATS["coreml"], missing=lambda: "needs coremltools")
+    monkeypatch.setitem(formats.FORMATS, "coreml", missing)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary.md"))
+    config = family_config(tmp / "nocoreml", evaluation={"search_images": 300,
+                           "calib_images": 200, "cache_dir": str(tmp / "cache")})  # fmt: skip
+    result = runner.invoke(app, ["build", str(config), "--no-progress"])
+    assert result.exit_code == 3, result.output
+    assert "gate artifact[edge.coreml] failed: failed: needs coremltools" in result.output
+    assert "::error title=famc gate artifact[edge.coreml]::failed%3A" not in result.output
+    assert "::error title=famc gate artifact[edge.coreml]::failed: needs" in result.output
+    release_dir = tmp / "nocoreml" / "release"
+    assert (release_dir / "report.md").is_file()
+    manifest = FamilyManifest.model_validate_json((release_dir / "family.json").read_text())
+    assert manifest.members[0].artifact_list()[1].status == "failed"
+    assert manifest.environment.onnxruntime is not None and manifest.environment.tensorrt is None
+
+
+def test_diff_of_a_release_with_itself_has_no_flips(release):
+    _, _, out, _ = release
+    result = runner.invoke(app, ["diff", str(out), str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    updates = json.loads(result.stdout)
+    assert [u["name"] for u in updates] == ["edge", "server", "cloud"]
+    assert all(u["nfr"] == 0 and u["pfr"] == 0 and u["top1_old"] == u["top1_new"] for u in updates)
+
+
+def test_update_gate_against_the_previous_release(release):
+    tmp, _, out, _ = release
+    config = family_config(tmp / "update", search={"population": 4, "generations": 1, "seed": 1},
+                           evaluation={"search_images": 300, "calib_images": 200,
+                                       "cache_dir": str(tmp / "cache")},
+                           gates={"previous_release": str(out), "max_update_nfr": 0.0})  # fmt: skip
+    result = runner.invoke(app, ["build", str(config), "--no-progress"])
+    manifest = json.loads((tmp / "update" / "release" / "family.json").read_text())
+    update = {u["name"]: u for u in manifest["update"]}
+    assert set(update) == {"edge", "server", "cloud"}
+    moved = [n for n, u in update.items() if u["nfr"] > 0]
+    assert moved, update  # another seed finds other members, which flip some images
+    assert result.exit_code == 3 and f"gate max_update_nfr[{moved[0]}] failed" in result.output
+
+
+def test_split_guard_and_infeasible_budget(release):
+    tmp, config, _, _ = release
+    other = family_config(tmp / "seed1", data={"name": "fashion-mnist", "search_size": 10000,
+                                               "calib_size": 2000, "seed": 1})  # fmt: skip
+    result = runner.invoke(app, ["validate", str(other)])
+    assert result.exit_code == 2 and "field `data.seed`" in result.output
+    assert "images the supernet was trained on" in result.output
+    result = runner.invoke(app, ["validate", str(other), "--allow-split-overlap"])
+    assert result.exit_code == 0, result.output
+    members = yaml.safe_load(config.read_text())["members"]
+    tiny = family_config(tmp / "tiny", members=[{**members[0], "budget": {"mflops": 0.5}}])
+    result = runner.invoke(app, ["validate", str(tiny)])
+    assert result.exit_code == 2 and "below the smallest sub-network" in result.output
+    result = runner.invoke(app, ["validate", str(config)])
+    assert "edge: budget 0.07 ms; sub-networks cost" in result.output
 
 
 def test_verify_passes_then_catches_tampering(release, tmp_path):
     _, _, out, _ = release
     result = runner.invoke(app, ["verify", str(out)])
     assert result.exit_code == 0, result.output
-    assert "passed" in result.output and "skipped" in result.output  # CoreML needs macOS
+    assert "passed" in result.output and "unavailable" in result.output  # CoreML needs macOS
     import shutil
 
     copy = tmp_path / "copy"
-    shutil.copytree(out / "members" / "server", copy)
+    shutil.copytree(out, copy)
     import onnx
 
-    model = onnx.load(str(copy / "model.onnx"))
+    onnx_path = copy / "members" / "server" / "model.onnx"
+    model = onnx.load(str(onnx_path))
     init = model.graph.initializer[0]
     arr = onnx.numpy_helper.to_array(init).copy() * 3
     init.CopyFrom(onnx.numpy_helper.from_array(arr, init.name))
-    onnx.save(model, str(copy / "model.onnx"))
+    onnx.save(model, str(onnx_path))
     result = runner.invoke(app, ["verify", str(copy)])
-    assert result.exit_code == 3 and "parity_failed" in result.output
+    assert result.exit_code == 3 and "model.onnx differs from its record" in result.output
 
 
 def test_failed_gate_exits_3_after_writing(release):
@@ -194,7 +280,7 @@ def test_killed_build_leaves_nothing_that_looks_complete(release, monkeypatch):
 def test_validate_ok_and_clear_errors(release):
     tmp, config, _, _ = release
     result = runner.invoke(app, ["validate", str(config)])
-    assert result.exit_code == 0 and result.output.startswith("ok:")
+    assert result.exit_code == 0 and "\nok: " in result.output
 
     def check(name: str, expected: str, **overrides) -> None:
         path = family_config(tmp / name, **overrides)

@@ -228,15 +228,26 @@ def test_truncated_download_never_lands(isolated: Path, monkeypatch) -> None:
     assert calls == list(FILES[2:])  # only the missing files are fetched again
 
 
-def test_missing_everywhere_lists_places(isolated: Path, monkeypatch) -> None:
+def test_named_data_dir_is_used_alone(isolated: Path, monkeypatch) -> None:
+    monkeypatch.setattr(fashion, "SYSTEM_DIR", write_fashion(isolated / "system", n_train=30))
+    mine = write_fashion(isolated / "mine", n_train=18)
+    (mine / FILES[0]).write_bytes(b"broken")  # a damaged copy must not fall back to another one
+    monkeypatch.setenv("FAMC_DATA_DIR", str(mine))
+    with pytest.raises(FamcError, match=f"{mine / FILES[0]}"):
+        load_dataset("fashion-mnist")
     empty = isolated / "empty"
     empty.mkdir()
     monkeypatch.setenv("FAMC_DATA_DIR", str(empty))
+    with pytest.raises(FamcError, match=f"root {empty}: missing"):
+        load_dataset("fashion-mnist")
+
+
+def test_missing_everywhere_lists_places(isolated: Path, monkeypatch) -> None:
     with pytest.raises(FamcError) as info:
         load_dataset("fashion-mnist")
     msg = str(info.value)
     assert "\n" not in msg
-    for place in (empty, isolated / "no-system-dir", isolated / "cache" / "fashion-mnist"):
+    for place in (isolated / "no-system-dir", isolated / "cache" / "fashion-mnist"):
         assert str(place) in msg
     assert "no-mirror" in msg and "failed" in msg
     assert "apt-get install dataset-fashion-mnist" in msg and "FAMC_DATA_DIR" in msg

@@ -28,7 +28,6 @@ from famc.export import (
     read_onnx_preprocessing,
     run_onnx,
     torch_logits,
-    verify_dir,
 )
 from famc.export.coreml import export_coreml
 from famc.export.tensorrt import (
@@ -37,6 +36,8 @@ from famc.export.tensorrt import (
     trtexec_command,
     write_trtexec_script,
 )
+from famc.export.verify import verify_member
+from famc.verify import verify
 
 HAS_COREML = importlib.util.find_spec("coremltools") is not None
 CAN_BUILD_TRT = tensorrt_unavailable_reason() is None
@@ -229,9 +230,9 @@ def test_export_member_flags_corrupted_onnx(
 
     monkeypatch.setattr(onnx_mod, "export_onnx", corrupting_export)
     rec = export_member(model, tmp_path, PRE, ["onnx"], make_batches(64, 32))["onnx"]
-    assert rec.status == "parity_failed"
+    assert rec.status == "failed" and rec.min_atol == pytest.approx(rec.parity.max_abs)
     assert rec.parity is not None and rec.parity.max_abs > 1e-4
-    assert "max_abs" in rec.detail
+    assert "max|Δ| 0.00" in rec.detail and "allowed: max|Δ| ≤ 0.0001" in rec.detail
 
 
 def test_export_failure_is_recorded_not_raised(
@@ -242,9 +243,9 @@ def test_export_failure_is_recorded_not_raised(
 
     monkeypatch.setattr(onnx_mod, "export_onnx", boom)
     recs = export_member(model, tmp_path, PRE, ["tensorrt"], make_batches(32, 32))
-    assert recs["onnx"].status == "export_failed"
+    assert recs["onnx"].status == "failed"
     assert recs["onnx"].detail == "RuntimeError: unsupported op 'Foo'"
-    assert recs["tensorrt"].status == "export_failed" and "onnx" in recs["tensorrt"].detail
+    assert recs["tensorrt"].status == "failed" and "onnx" in recs["tensorrt"].detail
     with pytest.raises(FamcError, match="unknown export format"):
         export_member(model, tmp_path, PRE, ["tflite"], make_batches(32, 32))
 
@@ -265,48 +266,51 @@ def test_export_member_records_and_golden(member_dir: tuple[Path, dict]) -> None
     assert golden["labels"].shape == (16,)
     manifest = json.loads((out / "artifacts.json").read_text())
     assert manifest["artifacts"]["onnx"]["path"] == "model.onnx"
-    assert manifest["artifacts"]["onnx"]["atol"] == 1e-4
+    assert manifest["artifacts"]["onnx"]["policy"]["fail"]["atol"] == 1e-4
     if HAS_COREML:
-        expected = "passed" if platform.system() == "Darwin" else "skipped"
+        expected = "passed" if platform.system() == "Darwin" else "unavailable"
         assert recs["coreml"].status == expected, recs["coreml"].detail
         assert recs["coreml"].sha256 is not None
 
 
-def test_verify_dir_reruns_onnx_against_golden(member_dir: tuple[Path, dict]) -> None:
+def test_verify_reruns_onnx_against_golden(member_dir: tuple[Path, dict]) -> None:
     out, _ = member_dir
-    results = {r.format: r for r in verify_dir(out)}
-    assert results["onnx"].status == "passed"
-    assert results["onnx"].parity.n == 16 and results["onnx"].parity.max_abs < 1e-4
+    results = {r.subject: r for _, r in verify(out)}
+    assert results["files"].status == "passed"
+    assert results["model.onnx"].status == "passed"
+    assert results["model.onnx"].parity.n == 16 and results["model.onnx"].parity.max_abs < 1e-4
     if HAS_COREML and platform.system() != "Darwin":
-        assert results["coreml"].status == "skipped"
-        assert "macOS" in results["coreml"].detail
+        assert results["model.mlpackage"].status == "unavailable"
+        assert "macOS" in results["model.mlpackage"].detail
     if not CAN_BUILD_TRT:
-        assert "tensorrt" not in results  # deferred: only trtexec.sh, no engine to re-run
+        assert results["model.engine"].status == "unavailable"  # no engine until built on a GPU
 
 
-def test_verify_dir_catches_tampered_onnx(tmp_path: Path, model: TinyNet) -> None:
-    export_member(model, tmp_path, PRE, ["onnx"], make_batches(32, 32))
+def test_verify_catches_tampered_onnx(tmp_path: Path, model: TinyNet) -> None:
+    recs = export_member(model, tmp_path, PRE, ["onnx"], make_batches(32, 32))
     _perturb_onnx_weights(tmp_path / "model.onnx")
-    (res,) = verify_dir(tmp_path)
-    assert res.status == "parity_failed"
-    assert "sha256 differs" in res.detail
+    (finding,) = verify(tmp_path)  # a changed file is not re-run: its record no longer vouches
+    assert finding[1].status == "failed" and "model.onnx differs" in finding[1].detail
+    # the golden check alone (records trusted) still catches the numbers
+    (rerun,) = verify_member(tmp_path, [], [recs["onnx"]])[1:]
+    assert rerun.status == "failed" and rerun.parity is not None
     (tmp_path / "model.onnx").write_bytes(b"not an onnx file")
-    (res,) = verify_dir(tmp_path)
-    assert res.status == "error"
+    (rerun,) = verify_member(tmp_path, [], [recs["onnx"]])[1:]
+    assert rerun.status == "failed" and rerun.parity is None
     (tmp_path / "golden.safetensors").unlink()
     with pytest.raises(FamcError, match="golden"):
-        verify_dir(tmp_path)
+        verify_member(tmp_path, [], [recs["onnx"]])
 
 
 # --- TensorRT ---------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(CAN_BUILD_TRT, reason="this host has TensorRT + CUDA, so nothing is deferred")
-def test_tensorrt_deferred_writes_trtexec_script(member_dir) -> None:
+@pytest.mark.skipif(CAN_BUILD_TRT, reason="this host has TensorRT + CUDA: the engine is built")
+def test_tensorrt_unavailable_writes_trtexec_script(member_dir) -> None:
     out, recs = member_dir
     rec = recs["tensorrt"]
-    assert rec.status == "deferred" and rec.path == "trtexec.sh" and "trtexec.sh" in rec.detail
-    assert "tensorrt is not installed" in rec.detail or "CUDA" in rec.detail
+    assert rec.status == "unavailable" and rec.path == "model.engine" and rec.sha256 is None
+    assert "CUDA GPU" in rec.detail and "sh trtexec.sh && famc verify ." in rec.detail
     script = out / "trtexec.sh"
     assert os.access(script, os.X_OK)
     assert (
@@ -366,4 +370,4 @@ def test_coreml_missing_dependency_is_one_line_fix(
         export_coreml(model, tmp_path / "model.mlpackage", PRE)
     assert "\n" not in str(err.value)
     rec = export_member(model, tmp_path, PRE, ["coreml"], make_batches(32, 32))["coreml"]
-    assert rec.status == "export_failed" and "famc[coreml]" in rec.detail
+    assert rec.status == "failed" and "famc[coreml]" in rec.detail

@@ -14,7 +14,7 @@ from famc.errors import FamcError
 from famc.metrics import Pair as PairRecord
 from famc.report import write_report
 from famc.report.release import FamilyBlock, FamilyManifest, LatencyMs, MemberRecord
-from famc.report.tables import NO_BASELINE, NO_GATES, NO_MEASURED, NOT_EXPORTED, STATUS
+from famc.report.tables import NO_BASELINE, NO_GATES, NO_MEASURED, NOT_EXPORTED
 
 NAMES = ("tiny", "mid", "big")
 TOP1 = {"tiny": 81.234, "mid": 85.5, "big": 88.875}
@@ -22,10 +22,11 @@ BASE_TOP1 = {"tiny": 81.9, "mid": 86.1, "big": 89.2}
 NFR = {("tiny", "mid"): 1.2345, ("tiny", "big"): 0.875, ("mid", "big"): 2.5}
 BASE_NFR = {("tiny", "mid"): 3.1, ("tiny", "big"): 2.25, ("mid", "big"): 4.0}
 #: member → format → status; "big" has no export records at all.
-STATUSES = {
-    "tiny": {"onnx": "passed", "coreml": "skipped", "tensorrt": "deferred"},
-    "mid": {"onnx": "parity_failed", "tensorrt": "export_failed"},
-}
+STATUSES = {  # (status, exported)
+    "tiny": {"onnx": ("passed", True), "coreml": ("unavailable", True),
+             "tensorrt": ("unavailable", False)},
+    "mid": {"onnx": ("failed", True), "tensorrt": ("failed", False)},
+}  # fmt: skip
 
 
 def _arch(i: int, variant: int = 0) -> dict[str, Any]:
@@ -51,15 +52,18 @@ def _parity(ok: bool) -> dict[str, float | int | None]:
     }
 
 
-def _artifact(fmt: str, status: str) -> dict[str, Any]:
-    exported = status != "export_failed"
+def _artifact(fmt: str, outcome: tuple[str, bool]) -> dict[str, Any]:
+    status, exported = outcome
+    ran = exported and status != "unavailable"
     return {
         "format": fmt,
         "path": f"model.{fmt}" if exported else None,
         "sha256": "ab" * 32 if exported else None,
+        "size": 1234 if exported else None,
         "status": status,
-        "parity": _parity(status == "passed") if status in ("passed", "parity_failed") else None,
-        "atol": 1e-4,
+        "parity": _parity(status == "passed") if ran else None,
+        "precision": "fp32",
+        "policy": {"fail": {"atol": 1e-4}},
         "seconds": 1.25,
         "detail": f"<b>{status}</b> detail",
     }
@@ -143,6 +147,19 @@ def _release(root: Path, extras: bool = True) -> FamilyManifest:
                 "tables": {"tables/cpu.json": "7a" * 32},
                 "targets": {n: "cpu.yaml" for n in NAMES},
             },
+            "environment": {
+                "famc": "0.1.0",
+                "python": "3.11.7",
+                "torch": "2.13.0",
+                "onnx": "1.23",
+                "onnxruntime": "1.32",
+                "coremltools": None,
+                "tensorrt": None,
+                "cpu": "test CPU",
+                "cores": 2,
+                "torch_threads": 2,
+                "thread_env": {},
+            },
             **more,
         }
     )
@@ -178,8 +195,10 @@ def _section(text: str, heading: str) -> str:
 
 
 def _html_rows(html: str, heading: str) -> list[list[str]]:
+    """Cell texts (a status badge reads as its word)."""
     body = _section(html, heading).split("<tbody>", 1)[1].split("</tbody>", 1)[0]
-    return [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+    rows = [re.findall(r"<td>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", body)]
+    return [[re.sub(r'<span class="badge b-\w+">(\w+)</span>', r"\1", c) for c in r] for r in rows]
 
 
 def _md_rows(md: str, heading: str) -> list[list[str]]:
@@ -254,18 +273,15 @@ def test_export_statuses_and_parity(full) -> None:
         by_key = {(r[0], r[1]): r for r in rows}
         assert len(rows) == sum(map(len, STATUSES.values())) + 1
         for member, formats in STATUSES.items():
-            for fmt, status in formats.items():
+            for fmt, (status, exported) in formats.items():
                 row = by_key[member, fmt]
-                assert row[2].startswith(STATUS[status][0])
-                assert row[6] == ("ab" * 6 if status != "export_failed" else "–")
+                assert row[2] == status
+                assert row[6] == ("ab" * 6 if exported else "–")
         assert by_key["tiny", "onnx"][3:6] == ["1.0000", "3.1e-06", "3.1e-06"]
-        assert by_key["mid", "onnx"][2:6] == [
-            "❎ exported but parity failed",
-            "0.9844",
-            "0.02",
-            "0.02",
-        ]
+        assert by_key["mid", "onnx"][2:6] == ["failed", "0.9844", "0.02", "0.02"]
         assert by_key["big", "–"][2] == NOT_EXPORTED
+    assert '<span class="badge b-failed">failed</span>' in html  # a text badge, not an emoji
+    assert not re.search("[\u2600-\u27bf\U0001f300-\U0001faff]", html + md)
     assert "&lt;b&gt;passed&lt;/b&gt;" in html and "<b>passed" not in html  # escaped
     assert "&lt;b>passed&lt;/b> detail" in md and "<b>" not in md
 
@@ -273,8 +289,8 @@ def test_export_statuses_and_parity(full) -> None:
 def test_gates_in_both_reports(full) -> None:
     _, html, md = full
     expected = [
-        ["parity", "❌ failed", "mid onnx"],
-        ["nfr_reduction", "✅ passed", "50.7 % ≥ 20 %"],
+        ["parity", "failed", "mid onnx"],
+        ["nfr_reduction", "passed", "50.7 % ≥ 20 %"],
     ]
     assert _md_rows(md, "## Gates") == expected
     assert _html_rows(html, "<h2>Gates</h2>") == expected

@@ -3,6 +3,7 @@ and the on-disk result cache."""
 
 from __future__ import annotations
 
+import json
 import random
 
 import pytest
@@ -134,6 +135,27 @@ def test_result_cache_round_trip_and_survives_torn_line(tmp_path):
     with open(path, "a") as f:
         f.write('{"key": "abc", "n": 3, "bi')  # a write cut short by a kill
     again = ResultCache(path)
-    assert torch.equal(again.get(key), vec) and again.hits == 1
-    assert again.get(result_key(SPACE.largest(), "other ctx")) is None
+    assert torch.equal(again.get(key, 1001), vec) and again.hits == 1
+    assert again.bad == 1  # the torn line
+    assert again.get(result_key(SPACE.largest(), "other ctx"), 1001) is None
+    assert again.get(key, 1000) is None  # a vector of another split size is never served
     assert result_key(SPACE.smallest(), "ctx") != key
+
+
+def test_result_cache_rejects_damaged_entries_and_unusable_files(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    vec = torch.rand(64, generator=torch.Generator().manual_seed(1)) < 0.5
+    ResultCache(path).put("k", vec)
+    good = path.read_text()
+    row = json.loads(good)
+    flipped = {**row, "bits": ("B" if row["bits"][0] != "B" else "C") + row["bits"][1:]}
+    for text in (json.dumps(flipped), json.dumps({**row, "n": 63}), "[1, 2]", "\udcff"):
+        path.write_bytes(text.encode("utf-8", "surrogateescape") + b"\n")
+        cache = ResultCache(path)
+        assert cache.get("k", 64) is None and cache.bad == 1, text
+    directory = tmp_path / "dir.jsonl"
+    directory.mkdir()
+    cache = ResultCache(directory)
+    cache.put("k", vec)  # cannot persist, but the build goes on with a memory cache
+    assert cache.problem is not None and "memory only" in cache.problem
+    assert torch.equal(cache.get("k", 64), vec)

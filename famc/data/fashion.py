@@ -2,7 +2,8 @@
 
 Search order (first directory holding all four files wins):
 
-1. ``$FAMC_DATA_DIR`` if set (lets users and tests pin an exact copy);
+1. ``$FAMC_DATA_DIR`` if set, and then only it (a user who names a copy must get that copy or an
+   error, never another copy found elsewhere);
 2. ``/usr/share/datasets/fashion-mnist/`` (Debian package ``dataset-fashion-mnist``);
 3. the download cache ``$FAMC_CACHE_DIR/fashion-mnist`` (default ``~/.cache/famc/fashion-mnist``);
 4. otherwise download from the canonical URL into that cache. Each file goes to a temp file in the
@@ -98,13 +99,7 @@ def _missing_reason(directory: Path) -> str | None:
 
 
 def _candidates() -> list[tuple[str, Path]]:
-    out: list[tuple[str, Path]] = []
-    env = os.environ.get("FAMC_DATA_DIR")
-    if env:
-        out.append(("$FAMC_DATA_DIR", Path(env).expanduser()))
-    out.append(("system", SYSTEM_DIR))
-    out.append(("cache", cache_dir()))
-    return out
+    return [("system", SYSTEM_DIR), ("cache", cache_dir())]
 
 
 def find_fashion_mnist(
@@ -112,9 +107,12 @@ def find_fashion_mnist(
 ) -> Path:
     """The directory holding the four files, downloading into the cache if nowhere has them.
 
-    An explicit ``root`` is used alone (asking for a directory and silently reading another would
-    hide mistakes); otherwise the module-level search order applies.
+    An explicit ``root`` (or ``$FAMC_DATA_DIR``) is used alone: asking for a directory and silently
+    reading another would hide mistakes. Otherwise the module-level search order applies.
     """
+    env = os.environ.get("FAMC_DATA_DIR")
+    if root is None and env:
+        root = env
     if root is not None:
         directory = Path(root).expanduser()
         reason = _missing_reason(directory)
@@ -250,6 +248,8 @@ def _load_pair(directory: Path, images_name: str, labels_name: str) -> ImageSet:
             f"corrupt IDX file {lbl_path}: expected a 1-D label vector, got shape {labels.shape}; "
             f"replace it with the original file"
         )
+    if images.shape[0] == 0:
+        raise FamcError(f"IDX file {img_path} holds no images; replace it with the original file")
     if labels.shape[0] != images.shape[0]:
         raise FamcError(
             f"IDX files disagree: {img_path} has {images.shape[0]} images but {lbl_path} has "

@@ -7,6 +7,7 @@ every evaluation it finished, and concurrent writers at worst duplicate a line.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import json
 import os
@@ -26,35 +27,82 @@ def result_key(arch: Arch, context: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
+def _checksum(key: str, n: int, bits: str) -> str:
+    return hashlib.sha256(f"{key}|{n}|{bits}".encode()).hexdigest()[:16]
+
+
+def _parse(line: bytes) -> tuple[str, int, str] | None:
+    """One cache line, or None when it is torn, edited or not a famc cache line at all."""
+    try:
+        row = json.loads(line)
+        key, n, bits = str(row["key"]), int(row["n"]), str(row["bits"])
+        return (key, n, bits) if row["sum"] == _checksum(key, n, bits) else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class ResultCache:
-    """Correctness vectors by key, persisted to ``path`` (memory only when ``path`` is None)."""
+    """Correctness vectors by key, persisted to ``path`` (memory only when ``path`` is None).
+
+    Every line carries a checksum, so a line torn by a kill, edited or corrupted is recomputed
+    rather than trusted; each line is appended with one ``write`` on an ``O_APPEND`` descriptor,
+    so concurrent builds or workers can share the file.
+    """
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._mem: dict[str, tuple[int, str]] = {}
         self.hits = 0
+        self.bad = 0  # lines ignored as damaged
+        self.problem: str | None = None  # why the file could not be used, if it could not
         if path is not None and path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                    self._mem[row["key"]] = (int(row["n"]), row["bits"])
-                except (ValueError, KeyError):
-                    continue  # a line cut short by a kill: that result is simply recomputed
+            self._load(path)
 
-    def get(self, key: str) -> torch.Tensor | None:
+    def _load(self, path: Path) -> None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            self._unusable(f"{path}: cannot be read ({exc.strerror or exc})")
+            return
+        for line in raw.splitlines():
+            row = _parse(line)
+            if row is None:
+                self.bad += 1
+            else:
+                self._mem[row[0]] = (row[1], row[2])
+
+    def _unusable(self, why: str) -> None:
+        self.path, self.problem = None, f"{why}; evaluations are kept in memory only"
+
+    def get(self, key: str, n: int) -> torch.Tensor | None:
+        """The vector stored for ``key`` if it has ``n`` entries and decodes; else None."""
         hit = self._mem.get(key)
-        if hit is None:
+        if hit is None or hit[0] != n:
+            return None
+        try:
+            vec = unpack_correct(hit[1], n)
+        except (ValueError, binascii.Error):
+            return None
+        if vec.numel() != n:
             return None
         self.hits += 1
-        return unpack_correct(hit[1], hit[0])
+        return vec
 
     def put(self, key: str, correct: torch.Tensor) -> None:
-        row = (correct.numel(), pack_correct(correct))
-        self._mem[key] = row
-        if self.path is not None:
+        n, bits = correct.numel(), pack_correct(correct)
+        self._mem[key] = (n, bits)
+        if self.path is None:
+            return
+        line = json.dumps({"key": key, "n": n, "bits": bits, "sum": _checksum(key, n, bits)})
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as f:
-                f.write(json.dumps({"key": key, "n": row[0], "bits": row[1]}) + "\n")
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._unusable(f"{self.path}: cannot be written ({exc.strerror or exc})")
 
     def __len__(self) -> int:
         return len(self._mem)
@@ -80,20 +128,29 @@ class CachedEvaluation:
             f"|calib={len(p.calib)}|batch={ev.batch_size}"
         )
         cache_dir = Path(ev.cache_dir) if ev.cache_dir else default_cache_dir()
-        self.cache = ResultCache(cache_dir / f"{p.space.name}-{sha[:12]}-{fingerprint[:12]}.jsonl")
+        self.cache_path = cache_dir / f"{p.space.name}-{sha[:12]}-{fingerprint[:12]}.jsonl"
+        self.cache = ResultCache(self.cache_path)
         self.splits = {"search": p.search_split, "test": p.data.test}
         self.evaluated = 0
 
     def correct(self, arch: Arch, split: str) -> torch.Tensor:
         images = self.splits[split]
         key = result_key(arch, f"{self.context}|{split}={len(images)}")
-        hit = self.cache.get(key)
+        hit = self.cache.get(key, len(images))
         if hit is not None:
             return hit
         vec = self.evaluator.correct(arch, images)
         self.evaluated += 1
         self.cache.put(key, vec)
         return vec
+
+    def notes(self) -> list[str]:
+        """What the build log should say about the cache: damaged entries, an unusable file."""
+        out = [self.cache.problem] if self.cache.problem else []
+        if self.cache.bad:
+            out.append(f"evaluation cache: ignored {self.cache.bad} damaged entr(y/ies) in "
+                       f"{self.cache_path}; they are recomputed")  # fmt: skip
+        return out
 
     def search_vector(self, arch: Arch) -> torch.Tensor:
         return self.correct(arch, "search")

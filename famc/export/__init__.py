@@ -11,7 +11,7 @@ from famc.export.member import export_member
 from famc.export.onnx import export_onnx, onnx_model, read_onnx_preprocessing, run_onnx
 from famc.export.parity import DEFAULT_ATOL, Parity, default_atol, parity, torch_logits
 from famc.export.records import ArtifactRecord, Artifacts, ArtifactsManifest, artifact_records
-from famc.export.verify import VerifyResult, read_golden, verify_dir, write_golden
+from famc.export.verify import VerifyResult, read_golden, verify_member, write_golden
 
 __all__ = [
     "DEFAULT_ATOL",
@@ -35,6 +35,6 @@ __all__ = [
     "read_onnx_preprocessing",
     "run_onnx",
     "torch_logits",
-    "verify_dir",
+    "verify_member",
     "write_golden",
 ]

@@ -6,7 +6,10 @@ verify what we can (I/O names, dtypes, shapes, metadata) and defer numeric parit
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
+import logging
 import platform
 import warnings
 from collections.abc import Iterable
@@ -33,6 +36,7 @@ def can_predict_coreml() -> bool:
 
 def import_coremltools() -> ModuleType:
     """Import the optional dependency, turning its absence into a one-line fix."""
+    logging.getLogger("coremltools").setLevel(logging.ERROR)  # untested-torch and proxy notices
     try:
         import coremltools
     except ImportError as e:
@@ -66,17 +70,18 @@ def export_coreml(
             warnings.simplefilter("ignore")  # TracerWarnings; the structural check catches fallout
             traced = torch.jit.trace(cpu_model, example)
         shape = ct.Shape((ct.RangeDim(1, max_batch, 1), *pre.input_shape(1)[1:]))
-        mlmodel = ct.convert(
-            traced,
-            inputs=[ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)],
-            outputs=[ct.TensorType(name=OUTPUT_NAME)],
-            convert_to="mlprogram",
-            compute_precision=(
-                ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
-            ),
-            minimum_deployment_target=ct.target.iOS15,
-            skip_model_load=not can_predict_coreml(),  # loading fails noisily off macOS
-        )
+        with contextlib.redirect_stderr(io.StringIO()):  # its per-pass progress bars
+            mlmodel = ct.convert(
+                traced,
+                inputs=[ct.TensorType(name=INPUT_NAME, shape=shape, dtype=np.float32)],
+                outputs=[ct.TensorType(name=OUTPUT_NAME)],
+                convert_to="mlprogram",
+                compute_precision=(
+                    ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
+                ),
+                minimum_deployment_target=ct.target.iOS15,
+                skip_model_load=not can_predict_coreml(),  # loading fails noisily off macOS
+            )
     finally:
         model.train(was_training)
     mlmodel.short_description = "famc classifier; preprocessing contract in metadata"
@@ -125,6 +130,23 @@ def check_coreml(path: Path, pre: Preprocessing) -> dict[str, Any]:
     if Preprocessing.from_json(stored.get(METADATA_KEY, "null"), source=str(path)) != pre:
         raise FamcError(f"{path}: stored preprocessing metadata differs from the exported one")
     return {"input": {INPUT_NAME: in_shape}, "output": {OUTPUT_NAME: out_shape}}
+
+
+def check_coreml_against(path: Path, onnx_path: Path | None, pre: Preprocessing) -> None:
+    """What can be checked of a CoreML package without Apple's runtime: its spec, I/O names and
+    shapes and the preprocessing it carries, against the ONNX artifact of the same member (when
+    there is one) and the member's preprocessing contract."""
+    summary = check_coreml(path, pre)
+    if onnx_path is None:
+        return
+    from famc.export.onnx import onnx_io, read_onnx_preprocessing
+
+    if read_onnx_preprocessing(onnx_path) != pre:
+        raise FamcError(f"{path}: preprocessing differs from the ONNX artifact {onnx_path.name}")
+    if onnx_io(onnx_path) != summary:
+        raise FamcError(
+            f"{path}: I/O {summary} differs from the ONNX artifact's {onnx_io(onnx_path)}"
+        )
 
 
 def _dims(value_type: Any) -> list[int | None]:

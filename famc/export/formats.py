@@ -1,12 +1,16 @@
 """Every export format as one row (Ultralytics' ``export_formats()`` idea): how to build the
-artifact, how to run it, why this host cannot, its file suffix and its default tolerance.
+artifact, how to run it, what this host lacks to do either, its file suffix and its precision.
 
 Member export, ``famc verify``, the report and config validation all read this table, so adding a
-format is adding a row.
+format is adding a row. Two kinds of "cannot" are kept apart: a *missing package* this host could
+install (the artifact then fails: a requested format must be produced) and a runtime this host
+*cannot have* (CoreML prediction off macOS, TensorRT without a GPU: the artifact is unavailable
+here, is still produced where possible, and says how to check it on the right host).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import platform
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,7 +19,6 @@ from pathlib import Path
 from torch import Tensor, nn
 
 from famc.data.preprocessing import Preprocessing
-from famc.export.parity import default_atol
 
 
 @dataclass(frozen=True)
@@ -34,26 +37,37 @@ class ExportJob:
         return self.directory / f"{self.name}{FORMATS[fmt].suffix}"
 
 
+def _no(*_: object) -> None:
+    return None
+
+
 @dataclass(frozen=True)
 class Format:
-    """One export format. ``cannot_build``/``cannot_run`` say why this host cannot (None: it can);
-    ``defer`` writes what the right host needs to build it (formats built only on their host)."""
+    """One export format (see the module docstring for ``missing`` vs ``host_lacks``)."""
 
     name: str
     suffix: str
     build: Callable[[ExportJob], Path]
     run: Callable[[Path, Sequence[Tensor]], Tensor]
-    cannot_run: Callable[[], str | None]
-    cannot_build: Callable[[], str | None] = lambda: None
-    defer: Callable[[ExportJob], Path] | None = None
+    missing: Callable[[], str | None] = _no  # a package to install: the artifact fails
+    host_lacks: Callable[[], str | None] = _no  # a runtime this host cannot have: unavailable
+    check_on: str = ""  # the host that can check an unavailable artifact, for messages
+    defer: Callable[[ExportJob], Path] | None = None  # writes the build for the right host
+    inspect: Callable[[Path, ExportJob], None] | None = None  # checks it without running it
     needs: tuple[str, ...] = ()  # formats built first, from which this one is made
-    atol: Callable[[str], float] = default_atol
+    fixed_precision: str | None = None  # None: the target's precision
     host: Callable[[], str] | None = None  # what an artifact built here is tied to
-    inspect: Callable[[Path], None] | None = None  # checks what it can without running it
+
+    def precision(self, target_precision: str) -> str:
+        return self.fixed_precision or target_precision
 
 
-def _fp32(precision: str) -> float:
-    return default_atol("fp32")
+def _module_missing(module: str, hint: str) -> Callable[[], str | None]:
+    def missing() -> str | None:
+        found = importlib.util.find_spec(module) is not None
+        return None if found else f"needs {module}, which is not installed ({hint})"
+
+    return missing
 
 
 def _onnx(job: ExportJob) -> Path:
@@ -81,13 +95,14 @@ def _run_coreml(path: Path, batches: Sequence[Tensor]) -> Tensor:
     return run_coreml(path, batches)
 
 
-def _inspect_coreml(path: Path) -> None:
-    from famc.export.coreml import check_coreml, read_coreml_preprocessing
+def _inspect_coreml(path: Path, job: ExportJob) -> None:
+    from famc.export.coreml import check_coreml_against
 
-    check_coreml(path, read_coreml_preprocessing(path))
+    onnx = job.path("onnx")
+    check_coreml_against(path, onnx if onnx.is_file() else None, job.pre)
 
 
-def _coreml_cannot_run() -> str | None:
+def _not_macos() -> str | None:
     if platform.system() == "Darwin":
         return None
     return f"CoreML prediction needs macOS (this host is {platform.system()})"
@@ -111,26 +126,30 @@ def _run_tensorrt(path: Path, batches: Sequence[Tensor]) -> Tensor:
     return run_tensorrt(path, batches)
 
 
+def _no_gpu() -> str | None:
+    import torch
+
+    return None if torch.cuda.is_available() else "TensorRT needs a CUDA GPU (this host has none)"
+
+
 def _engine_versions() -> str:
     from famc.export.tensorrt import engine_versions
 
     return engine_versions()
 
 
-def _tensorrt_unavailable() -> str | None:
-    from famc.export.tensorrt import tensorrt_unavailable_reason
-
-    return tensorrt_unavailable_reason()
-
-
 FORMATS: dict[str, Format] = {
-    "onnx": Format("onnx", ".onnx", _onnx, _run_onnx, lambda: None, atol=_fp32),
-    "coreml": Format("coreml", ".mlpackage", _coreml, _run_coreml, _coreml_cannot_run,
-                     inspect=_inspect_coreml),
-    "tensorrt": Format("tensorrt", ".engine", _tensorrt, _run_tensorrt, _tensorrt_unavailable,
-                       cannot_build=_tensorrt_unavailable, defer=_tensorrt_script,
-                       needs=("onnx",), atol=_fp32,  # engines build in true fp32
-                       host=_engine_versions),
+    "onnx": Format("onnx", ".onnx", _onnx, _run_onnx, fixed_precision="fp32",
+                   missing=_module_missing("onnxruntime", "pip install onnxruntime")),
+    "coreml": Format("coreml", ".mlpackage", _coreml, _run_coreml,
+                     missing=_module_missing("coremltools", "pip install 'famc[coreml]'"),
+                     host_lacks=_not_macos, check_on="macOS", inspect=_inspect_coreml),
+    "tensorrt": Format("tensorrt", ".engine", _tensorrt, _run_tensorrt,
+                       missing=lambda: None if _no_gpu() else _module_missing(
+                           "tensorrt", "pip install 'famc[tensorrt]'")(),
+                       host_lacks=_no_gpu, check_on="a host with a CUDA GPU and TensorRT",
+                       defer=_tensorrt_script, needs=("onnx",), fixed_precision="fp32",
+                       host=_engine_versions),  # engines build in true fp32 (TF32 off)
 }  # fmt: skip
 
 

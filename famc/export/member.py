@@ -18,8 +18,14 @@ from famc.data import to_input
 from famc.data.preprocessing import Preprocessing
 from famc.errors import FamcError
 from famc.export.formats import FORMATS, ExportJob, Format, with_dependencies
-from famc.export.parity import Parity, parity, torch_logits
-from famc.export.records import ArtifactRecord, Artifacts, ArtifactsManifest, Status
+from famc.export.parity import Parity, ParityPolicy, parity, torch_logits
+from famc.export.records import (
+    ArtifactRecord,
+    Artifacts,
+    ArtifactsManifest,
+    Status,
+    member_files,
+)
 from famc.export.verify import MANIFEST_NAME, write_golden
 from famc.member import load_member, member_info
 
@@ -34,6 +40,9 @@ def _normalize(formats: Sequence[str]) -> list[str]:
     return with_dependencies(fmts)
 
 
+PolicyFor = Callable[[str, str], ParityPolicy]  # (format, precision) -> how it is judged
+
+
 def export_member(
     model: nn.Module,
     out_dir: Path,
@@ -42,11 +51,13 @@ def export_member(
     test_batches: Iterable[tuple[Tensor, Tensor]],
     *,
     precision: str = "fp32",
+    policy: PolicyFor | None = None,
     golden_samples: int = 16,
 ) -> dict[str, ArtifactRecord]:
     """Export, validate against PyTorch on ``test_batches``, write golden I/O and a manifest.
 
-    Formats made from another (TensorRT from ONNX) bring it along. ``seconds`` is export time only.
+    Every requested format ends ``passed``, ``failed`` or ``unavailable`` (see ``FORMATS``);
+    formats made from another (TensorRT from ONNX) bring it along. ``seconds`` is export time.
     """
     job = ExportJob(model, Path(out_dir), pre, precision)
     fmts = _normalize(formats)
@@ -60,64 +71,91 @@ def export_member(
     write_golden(model, job.directory, torch.cat(xs)[:golden_samples], labels[:golden_samples])
     records: dict[str, ArtifactRecord] = {}
     for fmt in fmts:
-        check = _parity_check(FORMATS[fmt], xs, reference, labels)
-        records[fmt] = _export_format(job, FORMATS[fmt], records, check)
-    manifest = ArtifactsManifest(preprocessing=pre, artifacts=Artifacts(**records))
+        f = FORMATS[fmt]
+        judge = _judge(f, xs, reference, labels)
+        pol = (policy or _default_policy)(fmt, f.precision(precision))
+        records[fmt] = _export_format(job, f, records, pol, judge)
+    made = {r.path for r in records.values()} | {MANIFEST_NAME}
+    others = [x for x in member_files(job.directory) if x.path not in made]
+    manifest = ArtifactsManifest(preprocessing=pre, artifacts=Artifacts(**records), files=others)
     _fs.write_text(job.directory / MANIFEST_NAME, manifest.model_dump_json(indent=2) + "\n")
     return records
 
 
-Check = Callable[[Path, float], tuple[Status, Parity | None, str]]
+def _default_policy(fmt: str, precision: str) -> ParityPolicy:
+    return ParityPolicy.default(precision)
 
 
-def _parity_check(f: Format, xs: list[Tensor], reference: Tensor, labels: Tensor) -> Check:
-    """Run the artifact on the test inputs and judge it against PyTorch's logits."""
+Judge = Callable[[Path, ParityPolicy], tuple[Status, Parity, str | None, str]]
 
-    def check(path: Path, atol: float) -> tuple[Status, Parity | None, str]:
-        if (why := f.cannot_run()) is not None:
-            return "skipped", None, f"exported and structurally checked; {why}"
+
+def _judge(f: Format, xs: list[Tensor], reference: Tensor, labels: Tensor) -> Judge:
+    """Run the artifact on the test inputs and judge it against PyTorch's logits by a policy."""
+
+    def judge(path: Path, pol: ParityPolicy) -> tuple[Status, Parity, str | None, str]:
         p = parity(reference, f.run(path, xs), labels)
-        detail = (
-            f"max_abs {p.max_abs:.3g} (atol {atol:g}), "
-            f"top1 agreement {p.top1_agreement:.4f} over {p.n} samples"
-        )
+        ok = p.meets(pol.fail)
+        warning = None
+        if ok and pol.warn is not None and not p.meets(pol.warn):
+            warning = f"outside the warn level ({pol.warn.describe()}): {p.error(pol.warn):.3g}"
+        detail = (f"{pol.fail.statistic_name} {p.error(pol.fail):.3g} (allowed: "
+                  f"{pol.fail.describe()}), top-1 agreement {p.top1_agreement:.4f} over {p.n} "
+                  f"samples, {p.negative_flips} negative flips")  # fmt: skip
         if f.host is not None:
             detail += f"; {f.host()}"
-        return ("passed" if p.passed(atol) else "parity_failed"), p, detail
+        return ("passed" if ok else "failed"), p, warning, detail
 
-    return check
+    return judge
 
 
-def _export_format(
-    job: ExportJob, f: Format, done: dict[str, ArtifactRecord], check: Check
-) -> ArtifactRecord:
+def _export_format(job: ExportJob, f: Format, done: dict[str, ArtifactRecord],
+                   pol: ParityPolicy, judge: Judge) -> ArtifactRecord:  # fmt: skip
     """Build one format and check it, turning any failure into a record."""
-    atol = f.atol(job.precision)
+    base = {"format": f.name, "precision": f.precision(job.precision), "policy": pol}
 
-    def record(path: Path | None, status: Status, seconds: float, detail: str,
-               p: Parity | None = None) -> ArtifactRecord:  # fmt: skip
-        sha = None if path is None else _fs.sha256_path(path)
-        rel = None if path is None else path.name
-        return ArtifactRecord(format=f.name, path=rel, sha256=sha, status=status, atol=atol,
-                              parity=p, seconds=round(seconds, 3), detail=detail)  # fmt: skip
+    def record(status: Status, detail: str, path: Path | None = None, seconds: float = 0.0,
+               **more: object) -> ArtifactRecord:  # fmt: skip
+        exists = path is not None and path.exists()
+        return ArtifactRecord(**base, status=status, detail=detail, seconds=round(seconds, 3),
+                              path=None if path is None else path.name,
+                              sha256=_fs.sha256_path(path) if exists else None,  # type: ignore[arg-type]
+                              size=_fs.size_path(path) if exists else None, **more)  # type: ignore[arg-type]  # fmt: skip
 
-    broken = [n for n in f.needs if done[n].status == "export_failed"]
+    broken = [n for n in f.needs if done[n].status == "failed"]
     if broken:
-        return record(None, "export_failed", 0.0, f"built from {broken[0]}, whose export failed")
-    if (why := f.cannot_build()) is not None and f.defer is not None:
+        return record("failed", f"built from {broken[0]}, whose export failed")
+    if (why := f.missing()) is not None:
+        return record("failed", why)
+    lacks = f.host_lacks()
+    if lacks is not None and f.defer is not None:
         script = f.defer(job)
-        return record(script, "deferred", 0.0, f"{why}; run {script.name} on the deployment host")
+        return record("unavailable", f"{lacks}; on {f.check_on}, in this member directory: "
+                      f"`sh {script.name} && famc verify .`", job.path(f.name))  # fmt: skip
     t0 = time.perf_counter()
     try:
         path = f.build(job)
+        if lacks is not None and f.inspect is not None:
+            f.inspect(path, job)
     except Exception as e:  # one failing backend must not stop the others
-        return record(None, "export_failed", time.perf_counter() - t0, _one_line(e))
+        return record("failed", _one_line(e), seconds=time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
+    if lacks is not None:
+        return record("unavailable", f"{lacks}; spec, I/O and preprocessing checked against the "
+                      f"ONNX artifact; on {f.check_on}: `famc verify .` in this member directory",
+                      path, seconds)  # fmt: skip
     try:
-        status, p, detail = check(path, atol)
-    except Exception as e:  # exported but cannot run: unusable, so it counts as a failed export
-        return record(path, "export_failed", seconds, f"artifact does not run: {_one_line(e)}")
-    return record(path, status, seconds, detail, p)
+        status, p, warning, detail = judge(path, pol)
+    except Exception as e:  # exported but cannot run: unusable, so it fails
+        return record("failed", f"artifact does not run: {_one_line(e)}", path, seconds)
+    return record(
+        status,
+        detail,
+        path,
+        seconds,
+        parity=p,
+        warning=warning,
+        min_atol=round(p.error(pol.fail), 9),
+    )
 
 
 def _one_line(e: BaseException) -> str:

@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from famc import io as _fs
 from famc.data.preprocessing import METADATA_KEY, Preprocessing
 from famc.errors import FamcError
-from famc.export.parity import Parity, parity, torch_logits
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -115,10 +114,17 @@ def read_onnx_preprocessing(path: Path) -> Preprocessing:
     return Preprocessing.from_json(props[METADATA_KEY], source=str(path))
 
 
-def onnx_metadata(path: Path) -> dict[str, str]:
-    """All ``metadata_props`` as a dict, e.g. for reports."""
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
+def onnx_io(path: Path) -> dict[str, dict[str, list[int | None]]]:
+    """Input/output names and shapes (``None`` for a symbolic axis), as ``check_coreml`` reports
+    them, so two artifacts of one member can be compared."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+
+    def dims(v: onnx.ValueInfoProto) -> list[int | None]:
+        return [d.dim_value if d.HasField("dim_value") else None
+                for d in v.type.tensor_type.shape.dim]  # fmt: skip
+
+    return {"input": {v.name: dims(v) for v in graph.input},
+            "output": {v.name: dims(v) for v in graph.output}}  # fmt: skip
 
 
 def run_onnx(path: Path, batches: Iterable[Tensor] | Tensor) -> Tensor:
@@ -137,15 +143,3 @@ def run_onnx(path: Path, batches: Iterable[Tensor] | Tensor) -> Tensor:
     if not outs:
         raise FamcError("no input batches given")
     return torch.cat(outs)
-
-
-def check_onnx(
-    model: nn.Module,
-    path: Path,
-    batches_with_labels: Iterable[tuple[Tensor, Tensor]],
-) -> Parity:
-    """Run PyTorch and ORT over the same batches; decide with ``Parity.passed(atol)``."""
-    pairs = list(batches_with_labels)
-    xs = [x for x, _ in pairs]
-    labels = torch.cat([y.reshape(-1) for _, y in pairs]) if pairs else None
-    return parity(torch_logits(model, xs), run_onnx(path, xs), labels)

@@ -1,17 +1,22 @@
-"""Tensor-level parity between a PyTorch reference and an exported artifact.
+"""Tensor-level parity between a PyTorch reference and an exported artifact, and the policy that
+judges it.
 
-Stricter than "it converted": we require every sample's top-1 to agree *and* a max absolute logit
-error under ``atol`` (default 1e-4 for fp32, tighter than Polygraphy's 1e-5 *combined* atol+rtol
-once logits exceed ~10), and report the distribution so a near-miss is visible before it ships.
+Stricter than "it converted": by default every sample's top-1 must agree *and* the max absolute
+logit error stay under ``atol`` (1e-4 for fp32, tighter than Polygraphy's 1e-5 *combined*
+atol+rtol once logits exceed ~10). A target may relax or tighten that per format and precision
+(``ParityPolicy``: a ``fail`` and an optional ``warn`` tolerance, each with atol, rtol, the error
+statistic — ``max`` or a quantile — and the required top-1 agreement); the distribution is always
+reported so a near-miss is visible before it ships.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from torch import Tensor, nn
 
 from famc.errors import FamcError
@@ -26,6 +31,42 @@ REL_FLOOR = 1e-6
 
 def default_atol(precision: str = "fp32") -> float:
     return FP16_ATOL if precision == "fp16" else DEFAULT_ATOL
+
+
+class Tolerance(BaseModel):
+    """Passes when ``statistic(|a - r| - rtol·|r|) <= atol`` over every logit and top-1 agreement
+    is at least ``min_agreement``; ``statistic`` is ``max`` (``allclose``) or a quantile in (0, 1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    atol: float = Field(ge=0, allow_inf_nan=False)
+    rtol: float = Field(0.0, ge=0, allow_inf_nan=False)
+    statistic: Literal["max"] | Annotated[float, Field(gt=0, lt=1)] = "max"
+    min_agreement: float = Field(1.0, ge=0, le=1)
+
+    @property
+    def statistic_name(self) -> str:
+        return "max|Δ|" if self.statistic == "max" else f"q{self.statistic:g}|Δ|"
+
+    def describe(self) -> str:
+        rel = f" + {self.rtol:g}·|ref|" if self.rtol else ""
+        return (
+            f"{self.statistic_name} ≤ {self.atol:g}{rel}, top-1 agreement ≥ {self.min_agreement:g}"
+        )
+
+
+class ParityPolicy(BaseModel):
+    """How one format at one precision is judged: ``fail`` decides the status, ``warn`` (tighter)
+    only adds a warning to a passing artifact."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    fail: Tolerance
+    warn: Tolerance | None = None
+
+    @classmethod
+    def default(cls, precision: str) -> ParityPolicy:
+        return cls(fail=Tolerance(atol=default_atol(precision)))
 
 
 class Parity(BaseModel):
@@ -53,9 +94,22 @@ class Parity(BaseModel):
     p99_rel: float
     min_atol: float
 
+    _abs: np.ndarray = PrivateAttr(default_factory=lambda: np.zeros(0))
+    _ref: np.ndarray = PrivateAttr(default_factory=lambda: np.zeros(0))
+
     def passed(self, atol: float = DEFAULT_ATOL) -> bool:
         """Ship only if no sample changes its prediction and every logit is within ``atol``."""
         return self.top1_agreement == 1.0 and self.max_abs <= atol
+
+    def error(self, tol: Tolerance) -> float:
+        """``tol``'s error statistic: the smallest ``atol`` that passes with its rtol/statistic."""
+        excess = self._abs - tol.rtol * self._ref
+        if tol.statistic == "max":
+            return float(excess.max())
+        return _quantile(excess, tol.statistic)
+
+    def meets(self, tol: Tolerance) -> bool:
+        return self.top1_agreement >= tol.min_agreement and self.error(tol) <= tol.atol
 
     def to_dict(self) -> dict[str, float | int | None]:
         return self.model_dump()
@@ -97,8 +151,8 @@ def parity(reference_logits: Tensor, artifact_logits: Tensor, labels: Tensor | N
     rel = diff / ref.abs().clamp_min(REL_FLOOR)
     d, r = diff.numpy().ravel(), rel.numpy().ravel()
     max_abs = float(d.max())
-    p99_abs, p99_rel = _p99(d), _p99(r)
-    return Parity(
+    p99_abs, p99_rel = _quantile(d, 0.99), _quantile(r, 0.99)
+    result = Parity(
         n=n,
         top1_reference=top1_ref,
         top1_artifact=top1_art,
@@ -113,13 +167,15 @@ def parity(reference_logits: Tensor, artifact_logits: Tensor, labels: Tensor | N
         p99_rel=p99_rel,
         min_atol=max_abs,
     )
+    result._abs, result._ref = d, ref.abs().numpy().ravel()
+    return result
 
 
-def _p99(values: np.ndarray) -> float:
-    """99th percentile (linear); interpolating between infinities yields inf, not NaN."""
+def _quantile(values: np.ndarray, q: float) -> float:
+    """Quantile (linear); interpolating between infinities yields inf, not NaN."""
     with np.errstate(invalid="ignore"):
-        q = float(np.percentile(values, 99))
-    return float("inf") if np.isnan(q) else q
+        x = float(np.quantile(values, q))
+    return float("inf") if np.isnan(x) else x
 
 
 def torch_logits(model: nn.Module, batches: Iterable[Tensor]) -> Tensor:

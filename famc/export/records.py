@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
@@ -14,23 +15,52 @@ from pydantic import (
 
 from famc.data.preprocessing import Preprocessing
 from famc.export.formats import FORMATS
-from famc.export.parity import Parity
+from famc.export.parity import Parity, ParityPolicy
+from famc.io import sha256_path, size_path
 
-Status = Literal["passed", "parity_failed", "export_failed", "deferred", "skipped"]
+#: passed: built and matched PyTorch by its policy; failed: not produced, not runnable or out of
+#: tolerance; unavailable: this host cannot have the runtime (it is produced where possible and
+#: says how to check it where it runs).
+Status = Literal["passed", "failed", "unavailable"]
+
+
+class FileRecord(BaseModel):
+    """One file (or ``.mlpackage`` directory) of a member, as written: what verify checks."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str  # relative to the member directory
+    sha256: str
+    size: int  # bytes (a directory: the sum of its files)
+
+
+def file_record(path: Path, base: Path) -> FileRecord:
+    return FileRecord(path=path.relative_to(base).as_posix(), sha256=sha256_path(path),
+                      size=size_path(path))  # fmt: skip
+
+
+def member_files(directory: Path) -> list[FileRecord]:
+    """Every entry of a member directory (hidden in-flight temporaries aside), by name."""
+    entries = sorted(p for p in directory.iterdir() if not p.name.startswith("."))
+    return [file_record(p, directory) for p in entries]
 
 
 class ArtifactRecord(BaseModel):
     """What happened to one format: the artifact (a path relative to the member directory), its
-    hash, the tolerance it was held to, and how well it matched PyTorch."""
+    hash and size, the tolerance it was held to, and how well it matched PyTorch."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     format: str
     path: str | None
     sha256: str | None
+    size: int | None
     status: Status
-    atol: float
-    parity: Parity | None
+    precision: str
+    policy: ParityPolicy
+    min_atol: float | None = None  # the smallest fail-level atol that would pass (same statistic)
+    warning: str | None = None  # passed, but outside the policy's warn level
+    parity: Parity | None = None
     seconds: float
     detail: str
 
@@ -67,3 +97,4 @@ class ArtifactsManifest(BaseModel):
 
     preprocessing: Preprocessing
     artifacts: Artifacts  # type: ignore[valid-type]
+    files: list[FileRecord]  # the member's other files at export time (weights, golden I/O)

@@ -1,42 +1,44 @@
-"""Golden I/O and ``famc verify``: re-run shipped artifacts against stored PyTorch outputs.
+"""Golden I/O, and re-checking one member directory against the records it was shipped with.
 
 The golden file pins what the model computed at export time, so any later host (or a tampered or
-mis-copied artifact) can be checked without the PyTorch model or training code.
+mis-copied artifact) can be checked without the PyTorch model or training code. Nothing a member
+directory says about itself is trusted: every file is compared (sha256, size) with records kept
+elsewhere (``family.json`` for a release), and each artifact is held to the recorded tolerance.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, ValidationError
-from safetensors.torch import load_file, save_file
+from pydantic import BaseModel, ConfigDict
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from famc import io as _fs
-from famc.errors import FamcError, format_validation_error
-from famc.export.formats import FORMATS, Format, format_of
-from famc.export.parity import Parity, parity, torch_logits
-from famc.export.records import ArtifactsManifest, artifact_records
+from famc.errors import FamcError
+from famc.export.formats import FORMATS, Format
+from famc.export.parity import Parity, Tolerance, parity, torch_logits
+from famc.export.records import ArtifactRecord, FileRecord
 
 GOLDEN_NAME = "golden.safetensors"
 MANIFEST_NAME = "artifacts.json"
-VerifyStatus = Literal["passed", "parity_failed", "skipped", "error"]
+VerifyStatus = Literal["passed", "failed", "unavailable"]
 
 
 class VerifyResult(BaseModel):
-    """One artifact re-run against the golden outputs (or why it could not be run here)."""
+    """One check of a member: its files, or one artifact re-run against the golden outputs."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    artifact: str
-    format: str
+    subject: str  # "files" or an artifact's file name
+    format: str | None = None
     status: VerifyStatus
     parity: Parity | None = None
-    atol: float
-    sha256: str | None = None
+    atol: float | None = None
     seconds: float = 0.0
     detail: str = ""
 
@@ -60,83 +62,74 @@ def write_golden(
 
 def read_golden(directory: Path) -> dict[str, Tensor]:
     path = Path(directory) / GOLDEN_NAME
-    if not path.is_file():
-        raise FamcError(f"{path} is missing; re-export the member to create golden outputs")
-    tensors = load_file(str(path))
+    fix = "re-export the member (famc export) to write its golden outputs again"
+    tensors = _fs.read_tensors(path, "golden I/O file", fix)
     if not {"input", "logits"} <= tensors.keys():
-        raise FamcError(f"{path}: needs 'input' and 'logits' tensors, has {sorted(tensors)}")
+        raise FamcError(f"{path}: needs 'input' and 'logits' tensors, has {sorted(tensors)}; {fix}")
     return tensors
 
 
-def verify_dir(directory: Path, atol: float | None = None) -> list[VerifyResult]:
-    """Re-run every artifact in a member dir that this host can run; tolerances come from the
-    export manifest when present (else ``atol`` / the format's default)."""
+def check_files(
+    directory: Path, expected: Sequence[FileRecord], extra: set[str] | None = None
+) -> VerifyResult:
+    """Every recorded file present with its recorded sha256 and size; other entries (but the
+    ``extra`` names, artifacts built since on the right host) are noted."""
+    problems = []
+    for rec in expected:
+        path = directory / rec.path
+        if not path.exists():
+            problems.append(f"{rec.path} is missing")
+        elif (_fs.size_path(path), _fs.sha256_path(path)) != (rec.size, rec.sha256):
+            problems.append(f"{rec.path} differs from its record (sha256/size)")
+    known = {r.path for r in expected} | (extra or set())
+    stray = sorted(p.name for p in directory.iterdir() if p.name not in known)
+    note = f"; ignored {len(stray)} unrecorded file(s): {', '.join(stray)}" if stray else ""
+    if problems:
+        more = f" (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        return VerifyResult(subject="files", status="failed", detail=problems[0] + more + note)
+    return VerifyResult(subject="files", status="passed",
+                        detail=f"{len(expected)} file(s) match their records{note}")  # fmt: skip
+
+
+def verify_member(
+    directory: Path, files: Sequence[FileRecord], artifacts: Sequence[ArtifactRecord]
+) -> list[VerifyResult]:
+    """Check a member's files against ``files`` and re-run each recorded artifact this host can
+    run against the golden outputs, by its recorded parity policy. An artifact that was
+    unavailable where it was built is checked once its file exists (built on the right host)."""
     directory = Path(directory)
     if not directory.is_dir():
-        raise FamcError(f"{directory}: not a directory")
+        return [VerifyResult(subject="files", status="failed", detail=f"{directory} is missing")]
+    built_since = {
+        a.path for a in artifacts if a.status == "unavailable" and a.path and not a.sha256
+    }
+    results = [check_files(directory, files, built_since)]
+    if results[0].status == "failed":
+        return results  # a changed file is not re-run: its record no longer vouches for it
     golden = read_golden(directory)
-    manifest_path = directory / MANIFEST_NAME
-    records = {}
-    if manifest_path.is_file():
-        try:
-            manifest = ArtifactsManifest.model_validate_json(manifest_path.read_text())
-        except ValidationError as exc:
-            raise FamcError(
-                format_validation_error(manifest_path, exc, "invalid manifest")
-            ) from None
-        records = {r.format: r for r in artifact_records(manifest.artifacts)}
-    artifacts = sorted(  # dot-names are in-flight temp files of an interrupted export
-        p for p in directory.iterdir() if format_of(p) and not p.name.startswith(".")
-    )
-    if not artifacts:
-        suffixes = ", ".join(f.suffix for f in FORMATS.values())
-        raise FamcError(f"{directory}: no {suffixes} artifacts to verify")
-    results = []
-    for path in artifacts:
-        f = FORMATS[format_of(path) or ""]
-        record = records.get(f.name)
-        tol = atol if atol is not None else record.atol if record else f.atol("fp32")
-        results.append(_verify_one(path, f, golden, tol, record.sha256 if record else None))
+    for rec in artifacts:
+        if rec.path is None or rec.status == "failed":
+            continue
+        path = directory / rec.path
+        if not path.exists():
+            results.append(VerifyResult(subject=rec.path, format=rec.format, status="unavailable",
+                                        detail=rec.detail))  # fmt: skip
+            continue
+        results.append(_rerun(path, FORMATS[rec.format], golden, rec.policy.fail))
     return results
 
 
-def _skip_reason(path: Path, f: Format) -> str | None:
-    """Why this host cannot run the artifact; CoreML still gets its structural check here."""
-    why = f.cannot_run()
-    if why is not None and f.inspect is not None:
-        f.inspect(path)
-        return f"{why}; structure checked"
-    return why
-
-
-def _verify_one(
-    path: Path, f: Format, golden: dict[str, Tensor], atol: float, expected_sha: str | None
-) -> VerifyResult:
-    sha = _fs.sha256_path(path)
-    base = {"artifact": path.name, "format": f.name, "atol": atol, "sha256": sha}
-    note = ""
-    if expected_sha is not None and expected_sha != sha:
-        note = "; sha256 differs from the export manifest"
+def _rerun(path: Path, f: Format, golden: dict[str, Tensor], tol: Tolerance) -> VerifyResult:
+    base = {"subject": path.name, "format": f.name, "atol": tol.atol}
     try:
-        if (why := _skip_reason(path, f)) is not None:
-            return VerifyResult(**base, status="skipped", detail=why + note)
+        why = f.host_lacks() or f.missing()
+        if why is not None:
+            return VerifyResult(**base, status="unavailable", detail=why)
         t0 = time.perf_counter()
-        logits = f.run(path, [golden["input"]])
-        seconds = time.perf_counter() - t0
-        p = parity(golden["logits"], logits, golden.get("labels"))
-    except FamcError as e:
-        # A missing optional runtime is a host limitation, not a broken artifact.
-        status: VerifyStatus = "skipped" if "pip install" in str(e) else "error"
-        return VerifyResult(**base, status=status, detail=str(e) + note)
-    except Exception as e:  # a broken artifact must be reported, not crash the whole verify
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return VerifyResult(**base, status="error", detail=f"{type(e).__name__}: {msg}{note}")
-    ok = p.passed(atol)
-    detail = f"max_abs {p.max_abs:.3g} (atol {atol:g}), top1 agreement {p.top1_agreement:.4f}"
-    return VerifyResult(
-        **base,
-        status="passed" if ok else "parity_failed",
-        parity=p,
-        seconds=seconds,
-        detail=detail + note,
-    )
+        p = parity(golden["logits"], f.run(path, [golden["input"]]), golden.get("labels"))
+    except Exception as e:  # a broken artifact is a failed check, not a crash of the whole verify
+        msg = (str(e).strip().splitlines() or [""])[0]
+        return VerifyResult(**base, status="failed", detail=f"{type(e).__name__}: {msg}")
+    detail = f"{tol.statistic_name} {p.error(tol):.3g} (allowed: {tol.describe()})"
+    return VerifyResult(**base, status="passed" if p.meets(tol) else "failed", parity=p,
+                        seconds=time.perf_counter() - t0, detail=detail)  # fmt: skip

@@ -97,6 +97,8 @@ def run_profile(
     rt = check_runtime(runtime)
     _check_counts(threads=threads, batch=batch, warmup=warmup, repeats=repeats, validate=validate)
     out = Path(out)
+    if out.exists() and not out.is_file():
+        raise FamcError(f"--out {out} is not a file; give the path of a latency table (.yaml)")
     fresh = _metadata(space, rt, threads, batch, warmup, repeats)
     table = _resume(out, fresh) if out.exists() else LatencyTable(metadata=fresh)
     signatures = all_signatures(space)

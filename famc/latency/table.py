@@ -193,6 +193,16 @@ class LatencyTable(_Strict):
         missing = self.missing(list(all_signatures(space)))
         if missing:
             self._raise_missing(missing, f"space {space.name}")
+        small = space.smallest()
+        floor = min(
+            self.predict(Arch(small.ks, small.e, r), space) for r in space.preset.resolutions
+        )
+        if floor <= 0:
+            raise FamcError(
+                f"{self.source}: predicts {floor:.4f} ms for the smallest sub-network of "
+                f"{space.name} (overhead_ms {self.overhead_ms:+.4f}): a latency must be positive; "
+                f"re-measure with `{self.command()}`"
+            )
 
 
 class _Flow(dict[str, Any]):

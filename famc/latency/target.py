@@ -15,10 +15,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 from famc.cost import COST_MODELS, CostModel
 from famc.errors import FamcError
 from famc.export.formats import FORMATS
+from famc.export.parity import ParityPolicy
 from famc.io import known, load_yaml
 from famc.latency.runtimes import RUNTIMES
 from famc.latency.table import LatencyTable, Precision, default_table_path, profile_command
 from famc.space import Arch, SearchSpace
+
+FormatName = Annotated[str, AfterValidator(known(FORMATS, "export format"))]
 
 
 class Target(BaseModel):
@@ -31,10 +34,10 @@ class Target(BaseModel):
     runtime: Annotated[str, AfterValidator(known(RUNTIMES, "runtime"))]
     threads: int = Field(ge=1)
     precision: Precision
-    export: list[Annotated[str, AfterValidator(known(FORMATS, "export format"))]] = Field(
-        min_length=1
-    )
+    export: list[FormatName] = Field(min_length=1)
     tables: dict[str, str] = {}  # space preset -> table path, relative to the target file
+    # format -> artifact precision -> how its parity is judged (default: ParityPolicy.default)
+    parity: dict[FormatName, dict[Precision, ParityPolicy]] = {}
     # a COST_MODELS name; None: latency_ms where a table exists
     budget: Annotated[str, AfterValidator(known(COST_MODELS, "cost model"))] | None = None
     _source: Path = PrivateAttr(default=Path("<target>"))
@@ -50,6 +53,13 @@ class Target(BaseModel):
     @property
     def source(self) -> Path:
         return self._source
+
+    def parity_policy(self, fmt: str, precision: str) -> ParityPolicy:
+        """How an artifact of ``fmt`` at ``precision`` is judged on this target."""
+        for at, policy in self.parity.get(fmt, {}).items():
+            if at == precision:
+                return policy
+        return ParityPolicy.default(precision)
 
     def cost_model(self, space: SearchSpace) -> CostModel:
         """What budgets for ``space`` are measured in on this target."""

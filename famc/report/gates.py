@@ -9,21 +9,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from famc.config import GatesConfig
-from famc.export import ArtifactRecord, artifact_records
 from famc.metrics import Pair
-from famc.report.release import GateResult, MemberRecord
+from famc.report.release import GateResult, MemberRecord, MemberUpdate
 
 
-def _pair_gates(pairs: Sequence[Pair], g: GatesConfig) -> list[GateResult]:
-    if g.max_pairwise_nfr is None:
+def _nfr_limit(gate: str, limit: float | None, nfrs: Sequence[tuple[str, float]],
+               where: str = "") -> list[GateResult]:  # fmt: skip
+    """One gate per subject whose NFR (%) must not exceed ``limit`` (none when it is unset)."""
+    if limit is None:
         return []
     return [
         GateResult(
-            name=f"max_pairwise_nfr[{p.ref}→{p.target}]",
-            passed=p.nfr <= g.max_pairwise_nfr,
-            detail=f"NFR {p.nfr:.2f} % (limit {g.max_pairwise_nfr:g} %)",
+            name=f"{gate}[{subject}]",
+            passed=v <= limit,
+            detail=f"NFR {v:.2f} %{where} (limit {limit:g} %)",
         )  # fmt: skip
-        for p in pairs
+        for subject, v in nfrs
     ]
 
 
@@ -37,14 +38,29 @@ def _top1_gates(members: Sequence[MemberRecord], g: GatesConfig) -> list[GateRes
     return out
 
 
+def _artifact_gates(members: Sequence[MemberRecord], g: GatesConfig) -> list[GateResult]:
+    """One gate per requested artifact: a failed one fails the release (unavailable ones pass,
+    saying where they can be checked)."""
+    if not g.artifacts:
+        return []
+    return [
+        GateResult(
+            name=f"artifact[{m.name}.{rec.format}]",
+            passed=rec.status != "failed",
+            detail=f"{rec.status}: {rec.detail}",
+        )  # fmt: skip
+        for m in members
+        for rec in m.artifact_list()
+    ]
+
+
 def _export_gates(members: Sequence[MemberRecord], g: GatesConfig) -> list[GateResult]:
     if g.min_export_agreement is None:
         return []
     out = []
     for m in members:
-        records: list[ArtifactRecord] = [] if m.artifacts is None else artifact_records(m.artifacts)
-        for rec in records:
-            if rec.status in ("deferred", "skipped"):
+        for rec in m.artifact_list():
+            if rec.status == "unavailable":
                 continue
             agreement = None if rec.parity is None else rec.parity.top1_agreement
             ok = rec.status == "passed" and agreement is not None
@@ -73,12 +89,24 @@ def _latency_gates(members: Sequence[MemberRecord], g: GatesConfig) -> list[Gate
 
 
 def check_gates(
-    members: Sequence[MemberRecord], pairs: Sequence[Pair], gates: GatesConfig
-) -> list[GateResult]:
-    """One result per configured gate and subject (pair, member or artifact)."""
+    members: Sequence[MemberRecord], pairs: Sequence[Pair], gates: GatesConfig,
+    update: Sequence[MemberUpdate] | None = None,
+) -> list[GateResult]:  # fmt: skip
+    """One result per configured gate and subject (pair, member, artifact or update)."""
     return [
-        *_pair_gates(pairs, gates),
+        *_nfr_limit(
+            "max_pairwise_nfr",
+            gates.max_pairwise_nfr,
+            [(f"{p.ref}→{p.target}", p.nfr) for p in pairs],
+        ),
         *_top1_gates(members, gates),
+        *_artifact_gates(members, gates),
         *_export_gates(members, gates),
         *_latency_gates(members, gates),
+        *_nfr_limit(
+            "max_update_nfr",
+            gates.max_update_nfr,
+            [(u.name, u.nfr) for u in update or []],
+            f" from {gates.previous_release}",
+        ),
     ]

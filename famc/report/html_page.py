@@ -25,13 +25,22 @@ th{background:#f6f8fa}.meta{color:#57606a;margin-top:0}.note{color:#57606a;font-
 .charts{display:flex;flex-wrap:wrap;gap:1.5rem;align-items:flex-start}
 figure{margin:0}figcaption{font-size:12px;color:#57606a;max-width:360px}
 code{font-size:12px}
+.badge{display:inline-block;padding:0 7px;border-radius:9px;font-weight:600;font-size:12px}
+.b-passed{background:#dafbe1;color:#116329}.b-failed{background:#ffebe9;color:#a40e26}
+.b-unavailable{background:#fff8c5;color:#7d4e00}
 """
+
+
+def _cell(t: T.Table, column: int, text: str) -> str:
+    if column == t.badge_column and text in T.STATUS_WORDS:
+        return f'<td><span class="badge b-{text}">{escape(text)}</span></td>'
+    return f"<td>{escape(text)}</td>"
 
 
 def _table(t: T.Table) -> str:
     head = "".join(f"<th>{escape(h)}</th>" for h in t.headers)
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in t.rows
+        "<tr>" + "".join(_cell(t, i, c) for i, c in enumerate(row)) + "</tr>" for row in t.rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -159,7 +168,7 @@ def _latency(release: Release) -> str:
 
 def render_html(release: Release) -> str:
     m = release.manifest
-    gates = T.gates_table(m)
+    gates, update = T.gates_table(m), T.update_table(m)
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -182,8 +191,12 @@ def render_html(release: Release) -> str:
         _latency(release),
         "<h2>Export</h2>",
         _table(T.export_table(m.members)),
+        "<h2>Update against the previous release</h2>",
+        _note(T.NO_UPDATE) if update is None else _table(update),
         "<h2>Gates</h2>",
         _note(T.NO_GATES) if gates is None else _table(gates),
+        "<h2>Environment</h2>",
+        _table(T.environment_table(m)),
         "</body></html>",
     ]
     return "\n".join(parts) + "\n"

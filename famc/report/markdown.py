@@ -21,7 +21,7 @@ def _table(t: T.Table) -> str:
 
 def render_markdown(release: Release) -> str:
     m = release.manifest
-    gates, latency = T.gates_table(m), T.latency_table(m.members)
+    gates, latency, update = T.gates_table(m), T.latency_table(m.members), T.update_table(m)
     baseline_matrix = (
         T.NO_BASELINE
         if m.baseline is None
@@ -48,7 +48,11 @@ def render_markdown(release: Release) -> str:
         T.NO_MEASURED if latency is None else _table(latency),
         "## Export",
         _table(T.export_table(m.members)),
+        "## Update against the previous release",
+        T.NO_UPDATE if update is None else _table(update),
         "## Gates",
         T.NO_GATES if gates is None else _table(gates),
+        "## Environment",
+        _table(T.environment_table(m)),
     ]
     return "\n\n".join(sections) + "\n"

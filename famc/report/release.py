@@ -8,21 +8,31 @@ forbids unknown keys everywhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
 from famc.config import Budget, EvaluationConfig, MemberName, SearchConfig
 from famc.evaluate.stage import FamilySummary
-from famc.export import Artifacts
+from famc.export import ArtifactRecord, Artifacts, artifact_records
+from famc.export.records import FileRecord
 from famc.metrics import Pair
 from famc.prepare import Inputs
 from famc.space import ArchRecord
 
 SCHEMA_VERSION = 2
+FAMILY_JSON = "family.json"
+DIGEST_NAME = f"{FAMILY_JSON}.sha256"
+
+
+def digest_line(family_json: Path) -> str:
+    """``sha256sum``-compatible line recording ``family.json``'s digest, written beside it."""
+    return f"{hashlib.sha256(family_json.read_bytes()).hexdigest()}  {FAMILY_JSON}\n"
 
 
 class _Model(BaseModel):
@@ -62,6 +72,13 @@ class MemberRecord(_Model):
     params: int
     path: str | None = Field(description="member directory, relative to family.json")
     artifacts: Artifacts | None = Field(None, description="exports, paths relative to family.json")  # type: ignore[valid-type]
+    files: list[FileRecord] | None = Field(
+        None, description="every file of the member directory (sha256, size), for famc verify"
+    )
+
+    def artifact_list(self) -> list[ArtifactRecord]:
+        """The member's export records, in ``FORMATS`` order (none for a baseline member)."""
+        return [] if self.artifacts is None else artifact_records(self.artifacts)
 
 
 class FamilyBlock(_Model):
@@ -89,6 +106,41 @@ class SearchRecord(SearchConfig):
     evaluation: EvaluationConfig
     search_images: int
     calib_images: int
+    split_overlap_allowed: bool = Field(
+        False, description="ranked on images the supernet was trained on (--allow-split-overlap)"
+    )
+
+
+class Environment(_Model):
+    """The software and host a release was made with (``null``: not installed here)."""
+
+    famc: str
+    python: str
+    torch: str
+    onnx: str | None
+    onnxruntime: str | None
+    coremltools: str | None
+    tensorrt: str | None
+    cpu: str
+    cores: int
+    torch_threads: int
+    thread_env: dict[Annotated[str, StringConstraints(pattern=r"^[A-Z_]+$")], str] = Field(
+        description="thread-count environment variables that were set (OMP_NUM_THREADS, ...)"
+    )
+
+
+class MemberUpdate(_Model):
+    """One member from a previous release to this one (``famc diff``): Top-1, flips old → new (%
+    of the test split) and latency."""
+
+    name: str
+    top1_old: float
+    top1_new: float
+    nfr: float
+    pfr: float
+    latency_old_ms: float | None
+    latency_new_ms: float | None
+    latency_change_pct: float | None
 
 
 class GateResult(_Model):
@@ -113,6 +165,10 @@ class FamilyManifest(_Model):
     summary: Summary
     search: SearchRecord
     inputs: Inputs
+    environment: Environment
+    update: list[MemberUpdate] | None = Field(
+        None, description="each shared member against gates.previous_release (famc diff)"
+    )
     gates: list[GateResult] | None = Field(None, description="null when gates were skipped")
 
 

@@ -8,20 +8,30 @@ does not contain.
 from __future__ import annotations
 
 import datetime as dt
+import importlib.metadata
 import json
+import os
+import platform
 import time
 from pathlib import Path
 
+import torch
+
 from famc import __version__
 from famc.config import Budget
+from famc.diff import diff_members
 from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import Evaluated, FamilyResult, MemberResult
 from famc.export import Artifacts
+from famc.export.records import member_files
 from famc.io import write_text
 from famc.prepare import Prepared
 from famc.report import write_report
 from famc.report.gates import check_gates
 from famc.report.release import (
+    DIGEST_NAME,
+    FAMILY_JSON,
+    Environment,
     Evaluations,
     FamilyBlock,
     FamilyManifest,
@@ -30,6 +40,7 @@ from famc.report.release import (
     MemberRecord,
     SearchRecord,
     Summary,
+    digest_line,
 )
 from famc.search.stage import Families
 from famc.ship import ShippedMember
@@ -57,6 +68,7 @@ def _member(p: Prepared, r: MemberResult, shipped: ShippedMember | None) -> Memb
         latency_ms=latency, budget=Budget(**{plan.cost_model.name: plan.budget}),
         flops=flops(p.space, arch), params=params(p.space, arch),
         path=None if shipped is None else f"members/{plan.name}", artifacts=artifacts,
+        files=None if shipped is None else member_files(shipped.directory),
     )  # fmt: skip
 
 
@@ -85,6 +97,28 @@ def _preprocessing(p: Prepared, families: Families) -> FamilyPreprocessing:
     )  # fmt: skip
 
 
+def _version(module: str) -> str | None:
+    try:
+        return str(importlib.metadata.version(module))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> Environment:
+    """What this release was made with, for ``family.json``."""
+    from famc.latency.runtimes import RUNTIMES, device_info
+
+    env_vars = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    host = device_info(RUNTIMES["torch-cpu"])
+    return Environment(
+        famc=__version__, python=platform.python_version(), torch=torch.__version__,
+        onnx=_version("onnx"), onnxruntime=_version("onnxruntime"),
+        coremltools=_version("coremltools"), tensorrt=_version("tensorrt"),
+        cpu=host.cpu, cores=host.cores, torch_threads=torch.get_num_threads(),
+        thread_env={k: os.environ[k] for k in env_vars if k in os.environ},
+    )  # fmt: skip
+
+
 def _trace(families: Families) -> str:
     rows = [
         {"family": fam, "member": m.name, **c.to_dict()}
@@ -101,8 +135,10 @@ def report(p: Prepared, families: Families, evaluated: Evaluated, ev: CachedEval
     """Write family.json, trace.jsonl, report.html and report.md into ``out_dir``."""
     members = [_member(p, r, s) for r, s in zip(evaluated.family.members, shipped, strict=True)]
     pairs = evaluated.family.pairwise
+    previous = p.cfg.gates.previous_release
+    update = None if previous is None else diff_members(Path(previous), members, out_dir)
     search = SearchRecord(**p.cfg.search.model_dump(), search_images=len(p.search_split),
-                          calib_images=len(p.calib),
+                          calib_images=len(p.calib), split_overlap_allowed=p.split_overlap_allowed,
                           evaluation=p.cfg.evaluation.model_copy(update={"cache_dir": None}))  # fmt: skip
     manifest = FamilyManifest(
         famc_version=__version__,
@@ -115,9 +151,12 @@ def report(p: Prepared, families: Families, evaluated: Evaluated, ev: CachedEval
         summary=_summary(evaluated, ev, started),
         search=search,
         inputs=p.inputs,
-        gates=check_gates(members, pairs, p.cfg.gates) if gates else None,
+        environment=environment(),
+        update=update,
+        gates=check_gates(members, pairs, p.cfg.gates, update) if gates else None,
     )
     write_text(out_dir / "trace.jsonl", _trace(families))
-    write_text(out_dir / "family.json", manifest.model_dump_json(indent=2) + "\n")
+    write_text(out_dir / FAMILY_JSON, manifest.model_dump_json(indent=2) + "\n")
+    write_text(out_dir / DIGEST_NAME, digest_line(out_dir / FAMILY_JSON))
     write_report(out_dir)
     return manifest

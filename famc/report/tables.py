@@ -8,23 +8,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from famc.export import ArtifactRecord, artifact_records
 from famc.metrics import Pair
 from famc.report.data import budget_text
 from famc.report.release import FamilyManifest, MemberRecord
 
 DASH = "–"
 #: Export status → (symbol, words); the symbols are what CI logs and PR comments are scanned for.
-STATUS = {
-    "passed": ("✅", "passed"),
-    "parity_failed": ("❎", "exported but parity failed"),
-    "export_failed": ("❌", "export failed"),
-    "deferred": ("⏸", "deferred"),
-    "skipped": ("⏭", "skipped"),
-}
+#: The words a status cell holds; report.html draws them as coloured text badges (no emoji, which
+#: render as empty boxes where no emoji font is installed).
+STATUS_WORDS = ("passed", "failed", "unavailable")
 NO_BASELINE = "No baseline family in this release (the search ran without `baseline: r0`)."
 NO_MEASURED = "No latency was measured for this release (no `members[].latency_ms.measured`)."
 NO_GATES = "No gates were evaluated for this release (family.json has no `gates`)."
+NO_UPDATE = "No previous release was named (`gates.previous_release`)."
 NOT_EXPORTED = "not exported"
 
 
@@ -32,15 +28,11 @@ NOT_EXPORTED = "not exported"
 class Table:
     headers: list[str]
     rows: list[list[str]]
+    badge_column: int | None = None  # a column of STATUS_WORDS
 
 
 def num(value: float | None, fmt: str) -> str:
     return DASH if value is None else format(value, fmt)
-
-
-def status_text(status: str) -> str:
-    symbol, words = STATUS.get(status, ("?", status))
-    return f"{symbol} {words}"
 
 
 def inputs_table(manifest: FamilyManifest) -> Table:
@@ -52,6 +44,28 @@ def inputs_table(manifest: FamilyManifest) -> Table:
         else:
             rows.append([key, str(value)])
     return Table(["input", "value"], rows)
+
+
+def environment_table(manifest: FamilyManifest) -> Table:
+    """The software and host the release was made with (``–``: not installed)."""
+    env = manifest.environment.model_dump()
+    threads = env.pop("thread_env")
+    rows = [[k, DASH if v is None else str(v)] for k, v in env.items()]
+    rows += [[k, v] for k, v in threads.items()]
+    return Table(["component", "version / value"], rows)
+
+
+def update_table(manifest: FamilyManifest) -> Table | None:
+    """Each shared member against the previous release (``gates.previous_release``)."""
+    if manifest.update is None:
+        return None
+    rows = [
+        [u.name, f"{u.top1_old:.2f}", f"{u.top1_new:.2f}", f"{u.nfr:.2f}", f"{u.pfr:.2f}",
+         num(u.latency_change_pct, "+.1f")]
+        for u in manifest.update
+    ]  # fmt: skip
+    return Table(["member", "Top-1 old (%)", "Top-1 new (%)", "NFR old→new (%)",
+                  "PFR old→new (%)", "latency change (%)"], rows)  # fmt: skip
 
 
 def members_table(members: Sequence[MemberRecord]) -> Table:
@@ -114,24 +128,25 @@ def export_table(members: Sequence[MemberRecord]) -> Table:
     headers += ["sha256", "seconds", "detail"]
     rows = []
     for m in members:
-        records: list[ArtifactRecord] = [] if m.artifacts is None else artifact_records(m.artifacts)
+        records = m.artifact_list()
         if not records:
             rows.append([m.name, DASH, NOT_EXPORTED] + [""] * 6)
             continue
         for rec in records:
             p = rec.parity
             rows.append([
-                m.name, rec.format, status_text(rec.status),
+                m.name, rec.format, rec.status,
                 num(None if p is None else p.top1_agreement, ".4f"),
                 num(None if p is None else p.max_abs, ".3g"),
                 num(None if p is None else p.min_atol, ".3g"),
-                (rec.sha256 or DASH)[:12], num(rec.seconds, ".1f"), rec.detail,
+                (rec.sha256 or DASH)[:12], num(rec.seconds, ".1f"),
+                rec.detail if rec.warning is None else f"warning: {rec.warning}; {rec.detail}",
             ])  # fmt: skip
-    return Table(headers, rows)
+    return Table(headers, rows, badge_column=2)
 
 
 def gates_table(manifest: FamilyManifest) -> Table | None:
     if manifest.gates is None:
         return None
-    rows = [[g.name, "✅ passed" if g.passed else "❌ failed", g.detail] for g in manifest.gates]
-    return Table(["gate", "result", "detail"], rows)
+    rows = [[g.name, "passed" if g.passed else "failed", g.detail] for g in manifest.gates]
+    return Table(["gate", "result", "detail"], rows, badge_column=1)

@@ -22,8 +22,8 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn as dist_nn
 import torch.nn.functional as F
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from torch import nn
 
 from famc import __version__
@@ -40,9 +39,9 @@ from famc.data import DataSplits, ImageSet, to_input
 from famc.errors import FamcError
 from famc.evaluate.engine import Evaluator
 from famc.evaluate.rank import LANDMARKS_KEY, Truth, rank_supernet
-from famc.io import atomic_path, sha256_path, write_text
+from famc.io import atomic_path, first_line, read_torch, sha256_path, write_text
 from famc.metrics import top1
-from famc.progress import Reporter
+from famc.progress import Reporter, Task
 from famc.space import Arch, SearchSpace, get_space
 from famc.supernet import (
     ElasticNet,
@@ -165,16 +164,42 @@ class _Dist:
         return t
 
 
-def _progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        disable=not enabled,
+RESTART = "start the run again with --force"
+CURSOR_KEYS = {"index", "rng", "dropout", "totals"}
+
+
+def _valid_state(state: object) -> bool:
+    """What a resume needs, of the right types: the steps done, where a run stopped mid-epoch
+    stood (or None), optimizer and methods' state, weight hash."""
+    if not (
+        isinstance(state, dict)
+        and isinstance(state.get("step"), int)
+        and state["step"] >= 0
+        and isinstance(state.get("optimizer"), dict)
+        and isinstance(state.get("methods"), dict)
+        and isinstance(state.get("weights_sha256"), str)
+    ):
+        return False
+    cursor = state.get("cursor")
+    return cursor is None or (
+        isinstance(cursor, dict)
+        and set(cursor) == CURSOR_KEYS
+        and isinstance(cursor["index"], int)
+        and cursor["index"] >= 0
+        and isinstance(cursor["totals"], dict)
+        and set(cursor["totals"]) <= {f.name for f in fields(_Totals)}
+        and isinstance(cursor["dropout"], torch.Tensor)
+        and _rng_state(cursor["rng"])
     )
+
+
+def _rng_state(state: object) -> bool:
+    """Whether ``state`` is one ``random.Random.getstate()`` gave."""
+    try:
+        random.Random().setstate(state)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _prepare_out(out: Path, resume: bool, force: bool) -> dict[str, Any] | None:
@@ -183,11 +208,15 @@ def _prepare_out(out: Path, resume: bool, force: bool) -> dict[str, Any] | None:
     if resume:
         if not state_path.is_file():
             raise FamcError(f"--resume: no training state in {out} ({STATE} missing)")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        state = read_torch(state_path, "training state", RESTART)
+        if not _valid_state(state):
+            raise FamcError(f"--resume: {state_path} is not a famc training state; {RESTART}")
+        if not (out / WEIGHTS).is_file():
+            raise FamcError(f"--resume: {out / WEIGHTS} is missing; {RESTART}")
         if sha256_path(out / WEIGHTS) != state["weights_sha256"]:
             raise FamcError(
                 f"--resume: {out / WEIGHTS} does not match {state_path} (a run was killed while "
-                f"checkpointing); restart with --force"
+                f"checkpointing); {RESTART}"
             )
         return state
     if state_path.exists() and not force:
@@ -273,7 +302,11 @@ def _setup(cfg: TrainConfig, resume: bool, force: bool) -> _Run:
     net = build_supernet(space)
     if state is not None:
         load_checkpoint(net, out / WEIGHTS)
-        methods.load_state_dict(state["methods"])
+        try:
+            methods.load_state_dict(state["methods"])
+        except (ValueError, KeyError, TypeError, RuntimeError, FamcError) as exc:
+            raise FamcError(f"--resume: the training methods' state in {out / STATE} does not fit "
+                            f"this config ({first_line(exc)}); {RESTART}") from None  # fmt: skip
     elif cfg.init:
         load_checkpoint(net, cfg.init)
     net = with_memory_format(net, torch.channels_last)
@@ -285,7 +318,11 @@ def _setup(cfg: TrainConfig, resume: bool, force: bool) -> _Run:
         momentum=cfg.optimizer.momentum, nesterov=cfg.optimizer.nesterov,
     )  # fmt: skip
     if state is not None:
-        opt.load_state_dict(state["optimizer"])
+        try:
+            opt.load_state_dict(state["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise FamcError(f"--resume: the optimizer state in {out / STATE} does not fit this "
+                            f"config ({first_line(exc)}); {RESTART}") from None  # fmt: skip
     step, cursor = (0, None) if state is None else (int(state["step"]), state["cursor"])
     return _Run(cfg, ctx, out, space, data, images, net, step_module, opt, methods, rank_batches,
                 steps, step, cursor)  # fmt: skip
@@ -348,7 +385,7 @@ def _step(
 
 
 def _train_epoch(
-    run: _Run, epoch: int, stop: int, advance: Callable[[str], None]
+    run: _Run, epoch: int, stop: int, task: Task
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Steps of ``epoch`` up to batch index ``stop``; returns its log record and, when it stopped
     before the epoch's end, the cursor to resume from."""
@@ -369,8 +406,8 @@ def _train_epoch(
     for batch in islice(batches, first, stop):
         _step(run, rng, drop, batch, totals, warmup)
         rate = totals.images / (time.perf_counter() - t0)
-        advance(f"epoch {epoch + 1}/{cfg.epochs} loss {totals.loss_total / totals.steps:.3f} "
-                f"{rate:.0f} img/s")  # fmt: skip
+        task.advance(epoch=f"{epoch + 1}/{cfg.epochs}",
+                     loss=f"{totals.loss_total / totals.steps:.3f}", rate=f"{rate:.0f} img/s")  # fmt: skip
     n, seconds = max(1, totals.steps), time.perf_counter() - t0
     record: dict[str, Any] = {
         "epoch": epoch + 1,
@@ -409,16 +446,12 @@ def train(
         run.out.mkdir(parents=True, exist_ok=True)
         _trim_log(run.out / LOG, run.step)
     end = run.total_steps if max_steps is None else min(max_steps, run.total_steps)
-    with _progress(progress and run.ctx.main) as bar:
-        task = bar.add_task("train", total=end, completed=min(run.step, end), info="")
-
-        def advance(info: str) -> None:
-            bar.update(task, advance=1, info=info)
-
+    title = "train" if run.step == 0 else f"train from step {run.step}"
+    with Reporter.auto(progress and run.ctx.main).task(title, max(0, end - run.step)) as task:
         while run.step < end:
             epoch = run.step // run.steps_per_epoch
             stop = min(run.steps_per_epoch, end - epoch * run.steps_per_epoch)
-            record, cursor = _train_epoch(run, epoch, stop, advance)
+            record, cursor = _train_epoch(run, epoch, stop, task)
             if run.ctx.main:  # log first: a resume trims log lines past its checkpoint
                 with open(run.out / LOG, "a") as f:
                     f.write(json.dumps(record) + "\n")
@@ -438,10 +471,27 @@ def _trim_log(log: Path, steps_done: int) -> None:
     redone)."""
     if not log.exists():
         return
-    lines = [ln for ln in log.read_text().splitlines() if ln.strip()]
-    kept = [ln for ln in lines
-            if json.loads(ln).get("step", 0) <= steps_done and not json.loads(ln).get("partial")]  # fmt: skip
+    kept = [ln for ln, rec in _log_records(log)
+            if _int(rec.get("step", 0)) <= steps_done and not rec.get("partial")]  # fmt: skip
     write_text(log, "".join(ln + "\n" for ln in kept))
+
+
+def _int(value: object) -> int:
+    """A log field that should be a step count; anything else sorts past every checkpoint."""
+    return value if isinstance(value, int) else 1 << 62
+
+
+def _log_records(log: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The log's lines that parse; a line torn by a kill belongs to an epoch that is redone."""
+    out = []
+    for line in log.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict):
+            out.append((line, rec))
+    return out
 
 
 def _checkpoint(run: _Run, cursor: dict[str, Any] | None) -> None:
@@ -482,13 +532,13 @@ def evaluate_supernet(
     ev = Evaluator(net.eval(), data.calib, data.mean, data.std,
                    batch_size=cfg.eval.batch_size, bn_convention=cfg.eval.bn_convention)  # type: ignore[arg-type]  # fmt: skip
     results = []
-    with _progress(progress) as bar:
-        task = bar.add_task("evaluate", total=len(archs), info="test split")
+    reporter = Reporter.auto(progress)
+    with reporter.task("evaluate", len(archs), split="test") as task:
         for arch in archs:
             results.append(
                 {"arch": arch.to_dict(), "top1": round(top1(ev.correct(arch, data.test)), 3)}
             )
-            bar.update(task, advance=1)
+            task.advance()
     metrics: dict[str, Any] = {
         "space": space.name,
         "dataset": data.name,
@@ -500,7 +550,6 @@ def evaluate_supernet(
     }
     if cfg.eval.truth is not None:
         truth = Truth(cfg.eval.truth, space)
-        reporter = Reporter.auto(progress)
         report = rank_supernet(ev, space, truth, data, exclude=landmarks, reporter=reporter)
         metrics["ranking"] = report.model_dump()
     return metrics
