@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save_file
 
 from famc.errors import FamcError
-from famc.io import atomic_path
+from famc.io import atomic_path, first_line
 from famc.metrics import kendall_tau, top1
 from famc.space import Arch, SearchSpace
 from famc.supernet.checkpoint import read_state_dict
@@ -40,6 +40,32 @@ class Forest:
     right: np.ndarray
     value: np.ndarray
     roots: np.ndarray  # first node of every tree
+
+    def check(self, source: str) -> None:
+        """Refuse arrays ``predict`` cannot walk safely: unequal lengths, children that do not
+        come after their parent (a cycle would never end), values that are not finite."""
+        problem = self._problem()
+        if problem is not None:
+            raise FamcError(f"{source}: not a valid accuracy predictor ({problem}); make it "
+                            f"again with `famc predictor`")  # fmt: skip
+
+    def _problem(self) -> str | None:
+        n = self.feature.shape[0] if self.feature.ndim == 1 else -1
+        if any(a.ndim != 1 or a.shape[0] != n for a in (self.threshold, self.left, self.right,
+                                                        self.value)) or self.roots.ndim != 1:  # fmt: skip
+            return "arrays of unequal length or rank"
+        ints = (self.feature, self.left, self.right, self.roots)
+        if not all(np.issubdtype(a.dtype, np.integer) for a in ints):
+            return "node indices that are not integers"
+        if self.roots.size == 0 or ((self.roots < 0) | (self.roots >= n)).any():
+            return "no trees, or a root outside the nodes"
+        idx, inner = np.arange(n), self.feature >= 0
+        children = (self.left, self.right)
+        if any((inner & ((c <= idx) | (c >= n))).any() for c in children):
+            return "a child that does not follow its parent"
+        if not (np.isfinite(self.threshold).all() and np.isfinite(self.value).all()):
+            return "values that are not finite"
+        return None
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         """Mean of the trees' leaf values for every row of ``x``."""
@@ -111,6 +137,9 @@ class AccuracyPredictor:
         if space.name != self.space:
             raise FamcError(f"accuracy predictor is for space {self.space!r}, not {space.name!r}")
         x = np.array([space.encode(a) for a in archs], dtype=np.float64)
+        if x.size and self.forest.feature.max(initial=-1) >= x.shape[1]:
+            raise FamcError(f"accuracy predictor splits on features {space.name!r} does not "
+                            f"encode; make it again with `famc predictor`")  # fmt: skip
         return [float(v) for v in self.forest.predict(x)]
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -119,9 +148,16 @@ class AccuracyPredictor:
 
     @classmethod
     def from_tensors(
-        cls, space: str, tensors: dict[str, torch.Tensor], info: dict[str, str]
-    ) -> AccuracyPredictor:
-        return cls(space, Forest(*(tensors[k].numpy() for k in FOREST_ARRAYS)), info)
+        cls, space: str, tensors: dict[str, torch.Tensor], info: dict[str, str],
+        source: str = "accuracy predictor",
+    ) -> AccuracyPredictor:  # fmt: skip
+        try:
+            forest = Forest(*(tensors[k].numpy() for k in FOREST_ARRAYS))
+        except (KeyError, TypeError, AttributeError) as exc:  # a missing or non-numpy array
+            raise FamcError(f"{source}: not a valid accuracy predictor ({first_line(exc)}); "
+                            f"make it again with `famc predictor`") from None  # fmt: skip
+        forest.check(source)
+        return cls(space, forest, info)
 
     def save(self, path: Path) -> None:
         with atomic_path(path) as tmp:
@@ -136,9 +172,8 @@ class AccuracyPredictor:
             raise FamcError(
                 f"{path}: predictor for space {meta.get('space')!r}, not {space.name!r}"
             )
-        return cls.from_tensors(
-            space.name, tensors, {k: v for k, v in meta.items() if k != "space"}
-        )
+        info = {k: v for k, v in meta.items() if k != "space"}
+        return cls.from_tensors(space.name, tensors, info, str(path))
 
 
 def fit_predictor(

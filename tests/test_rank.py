@@ -145,3 +145,43 @@ def test_predictor_cli_writes_a_loadable_file(tmp_path, trained):
     assert result.exit_code == 0, result.output
     assert "Kendall τ on 8 held-out architectures" in result.output
     assert len(AccuracyPredictor.load(out, SPACE).predict(SPACE, [SPACE.largest()])) == 1
+
+
+def test_damaged_predictor_and_checkpoint_metadata_are_one_error_line(tmp_path, trained):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "pred.safetensors"
+    forest = fit_forest(*_flops_dataset(40, 0)[1:], trees=2, max_depth=3, seed=0)
+    AccuracyPredictor(SPACE.name, forest, {"kind": "famc-accuracy-predictor"}).save(out)
+    meta = {"space": SPACE.name, "kind": "famc-accuracy-predictor"}
+    tensors = load_file(str(out))
+    inner = int((tensors["feature"] >= 0).nonzero()[0])
+    tensors["left"][inner] = inner  # a cycle: predict would never end
+    save_file(tensors, str(out), metadata=meta)
+    with pytest.raises(FamcError, match="child that does not follow its parent"):
+        AccuracyPredictor.load(out, SPACE)
+    save_file({**tensors, "value": tensors["value"].float()[:3]}, str(out), metadata=meta)
+    with pytest.raises(FamcError, match="unequal length"):
+        AccuracyPredictor.load(out, SPACE)
+
+    from safetensors import safe_open
+
+    with safe_open(str(trained), framework="pt") as f:
+        good = dict(f.metadata())
+    truth = tmp_path / "truth.json"
+    results = [{"arch": a.to_dict(), "top1": v, "flops": flops(SPACE, a), "log": []}
+               for a, v in [(SPACE.smallest(), 50.0), (SPACE.largest(), 60.0)]]  # fmt: skip
+    truth.write_text(json.dumps({"space": SPACE.name, "dataset": "folder", "split": "test",
+                                 "complete": True, "results": results}))  # fmt: skip
+    ckpt = tmp_path / "ckpt.safetensors"
+    for key, value, command in [
+        ("config", "{not json", ["predictor", str(ckpt), "--out", str(tmp_path / "p2.safetensors")]),
+        ("config", '{"eval": {"bn_convention": "x"}}', ["predictor", str(ckpt), "--out", str(out)]),
+        ("landmarks", '[{"ks": 1}]', ["rank", str(ckpt), "--truth", str(truth)]),
+        ("landmarks", "{", ["rank", str(ckpt), "--truth", str(truth)]),
+    ]:  # fmt: skip
+        save_file(load_file(str(trained)), str(ckpt), metadata={**good, key: value})
+        result = CliRunner().invoke(app, [*command, "--no-progress"])
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        lines = [ln for ln in result.output.splitlines() if ln.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {ckpt}"), result.output

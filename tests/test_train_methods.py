@@ -7,6 +7,7 @@ import json
 import math
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -347,10 +348,39 @@ def test_all_methods_resume_exactly_after_a_kill_and_after_max_steps(tmp_path, t
         assert resumed["methods"] == state["methods"]  # CPT pool, SSE losses, sampler counters
 
 
+def test_resume_refuses_a_damaged_cursor_and_methods_state_of_another_config(tmp_path,
+                                                                          tiny_folder):  # fmt: skip
+    settings = {"epochs": 1, "max_steps_per_epoch": 2, "eval": {"num_random": 0}}
+    cfg = load_train_config(_config(tmp_path, tiny_folder, **settings))
+    train(cfg, progress=False, max_steps=1)  # stops mid-epoch: the state holds a cursor
+    path = Path(cfg.out) / "train_state.pt"
+    good = torch.load(path, weights_only=True)
+    assert good["cursor"] is not None
+    for damaged in ({**good, "cursor": {**good["cursor"], "rng": "x"}},
+                    {**good, "cursor": {**good["cursor"], "totals": {"bogus": 1}}},
+                    {**good, "methods": None}):  # fmt: skip
+        torch.save(damaged, path)
+        with pytest.raises(FamcError, match="is not a famc training state; start the run again"):
+            train(cfg, resume=True, progress=False)
+    torch.save(good, path)
+    other = load_train_config(
+        _config(tmp_path, tiny_folder, **settings, cpt={"pool": 4, "size": 2})
+    )
+    with pytest.raises(FamcError, match="training methods' state .* does not fit this config"):
+        train(other, resume=True, progress=False)
+    train(cfg, resume=True, progress=False)  # the intact state still resumes
+    assert [r["step"] for r in _log(Path(cfg.out))] == [2]
+
+
 def test_max_steps_cli_writes_checkpoint_and_metrics(tmp_path, tiny_folder):
     cfg = _config(tmp_path, tiny_folder, epochs=5, eval={"num_random": 0, "batch_size": 64})
-    result = CliRunner().invoke(app, ["train", str(cfg), "--max-steps", "2", "--no-progress"])
+    result = CliRunner().invoke(app, ["train", str(cfg), "--max-steps", "2"])
     assert result.exit_code == 0, result.output
+    # not a terminal: progress is plain lines (famc.progress), the last one at the end
+    assert "train: 0/2, elapsed" in result.output
+    assert re.search(
+        r"train: 2/2, epoch 1/5, loss \d+\.\d+, rate \d+ img/s, elapsed", result.output
+    )
     run = tmp_path / "run"
     assert (run / "supernet.safetensors").is_file() and (run / "supernet.metrics.json").is_file()
     state = torch.load(run / "train_state.pt", weights_only=True)

@@ -17,6 +17,7 @@ from torch import nn
 
 from famc.data import DataConfig, DataSplits, ImageSet, to_input
 from famc.errors import FamcError
+from famc.io import first_line
 from famc.space import Arch, SearchSpace, get_space
 from famc.supernet import (
     BNConvention,
@@ -27,6 +28,7 @@ from famc.supernet import (
     recalibrate,
     with_memory_format,
 )
+from famc.supernet.bn import BN_CONVENTIONS
 from famc.supernet.checkpoint import read_state_dict
 
 
@@ -86,6 +88,24 @@ class TrainedSupernet:
     metadata: dict[str, str]
 
 
+def _trained_settings(
+    path: Path, meta: dict[str, str]
+) -> tuple[DataConfig | None, int, BNConvention]:
+    """The data split and evaluation settings a famc checkpoint's metadata records (its training
+    config), checked: a damaged record is one error line, not a traceback."""
+    try:
+        config = json.loads(meta.get("config", "{}"))
+        data = DataConfig.model_validate(config["data"]) if "data" in config else None
+        evaluation = config.get("eval", {})
+        batch_size, bn = evaluation.get("batch_size", 500), evaluation.get("bn_convention", "ofa")
+        if not isinstance(batch_size, int) or batch_size < 1 or bn not in BN_CONVENTIONS:
+            raise ValueError(f"eval: batch_size {batch_size!r}, bn_convention {bn!r}")
+    except (ValueError, TypeError, AttributeError) as exc:  # pydantic's ValidationError included
+        raise FamcError(f"{path}: its metadata `config` is not a famc training config "
+                        f"({first_line(exc)}); use a checkpoint `famc train` wrote") from None  # fmt: skip
+    return data, batch_size, bn
+
+
 def load_trained(path: Path, dataset: str | None = None) -> TrainedSupernet:
     """Load a famc checkpoint with its training config's data and evaluation settings (famc
     checkpoints store the config); without one, ``dataset`` with the default split."""
@@ -93,8 +113,7 @@ def load_trained(path: Path, dataset: str | None = None) -> TrainedSupernet:
     if "space" not in meta:
         raise FamcError(f"{path}: no `space` in its metadata; only famc checkpoints qualify")
     space = get_space(meta["space"])
-    config = json.loads(meta.get("config", "{}"))
-    data_cfg = DataConfig(**config["data"]) if "data" in config else None
+    data_cfg, batch_size, bn = _trained_settings(path, meta)
     if data_cfg is None:
         data_cfg = DataConfig(name=dataset or "fashion-mnist")
     if dataset is not None and data_cfg.name != dataset:
@@ -105,8 +124,6 @@ def load_trained(path: Path, dataset: str | None = None) -> TrainedSupernet:
     data = data_cfg.load()
     net = build_supernet(space)
     load_checkpoint(net, path)
-    evaluation = config.get("eval", {})
-    ev = Evaluator(net.eval(), data.calib, data.mean, data.std,
-                   batch_size=evaluation.get("batch_size", 500),
-                   bn_convention=evaluation.get("bn_convention", "ofa"))  # fmt: skip
+    ev = Evaluator(net.eval(), data.calib, data.mean, data.std, batch_size=batch_size,
+                   bn_convention=bn)  # fmt: skip
     return TrainedSupernet(space, ev, data, meta)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from famc.data import DataSplits
 from famc.errors import FamcError
 from famc.evaluate.engine import Evaluator, load_trained
-from famc.io import load_yaml
+from famc.io import first_line, load_yaml
 from famc.metrics import Ranking, ranking, top1
 from famc.progress import Reporter
 from famc.space import Arch, ArchRecord, SearchSpace, flops, get_space
@@ -124,6 +124,11 @@ def rank_checkpoint(supernet: Path, truth_path: Path, reporter: Reporter) -> Ran
     space = get_space(meta.get("space", ""))
     truth = Truth(truth_path, space)
     trained = load_trained(supernet, truth.dataset)
-    landmarks = [space.arch_from_dict(a) for a in json.loads(meta.get(LANDMARKS_KEY, "[]"))]
+    try:
+        landmarks = [space.arch_from_dict(a) for a in json.loads(meta.get(LANDMARKS_KEY, "[]"))]
+    except (ValueError, TypeError, KeyError, AttributeError, FamcError) as exc:
+        raise FamcError(f"{supernet}: its metadata `{LANDMARKS_KEY}` is not a list of "
+                        f"{space.name} architectures ({first_line(exc)}); use a checkpoint "
+                        f"`famc train` wrote") from None  # fmt: skip
     return rank_supernet(trained.evaluator, space, truth, trained.data, exclude=landmarks,
                          reporter=reporter)  # fmt: skip
