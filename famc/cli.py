@@ -83,27 +83,105 @@ def train(
     out: Annotated[
         Path | None, typer.Option(help="output directory (overrides the config)")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="continue a killed run from its last epoch")] = False,
+    resume: Annotated[bool, typer.Option(help="continue a stopped run where it stopped")] = False,
     force: Annotated[
         bool, typer.Option(help="overwrite an existing run in the output dir")
     ] = False,
-    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="stop after N optimizer steps in all (checkpoint and metrics "
+            "are still written; --resume continues)",
+        ),
+    ] = None,  # fmt: skip
+    truth: Annotated[
+        Path | None,
+        typer.Option(
+            help="stand-alone truth file: add ranking figures to the metrics (overrides eval.truth)"
+        ),
+    ] = None,  # fmt: skip
+    progress: Annotated[bool, typer.Option(help="show progress (bars, or lines in a log)")] = True,
 ) -> None:
-    """Train a supernet with the sandwich rule and in-place distillation."""
+    """Train a supernet with the sandwich rule and in-place distillation (plus the configured
+    sampler, schedule, landmarks, SSE and CPT)."""
     from famc.train import load_train_config
     from famc.train import train as run_train
 
     cfg = load_train_config(config)
     if out is not None:
         cfg = cfg.model_copy(update={"out": str(out)})
-    metrics = run_train(cfg, resume=resume, force=force, progress=progress and sys.stderr.isatty())
+    if truth is not None:
+        cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"truth": str(truth)})})
+    metrics = run_train(cfg, resume=resume, force=force, max_steps=max_steps, progress=progress)
     if metrics is not None:
-        typer.echo(
+        line = (
             f"largest {metrics['largest']['top1']:.2f} %  smallest "
             f"{metrics['smallest']['top1']:.2f} %  random "
             + ", ".join(f"{r['top1']:.2f}" for r in metrics["random"])
-            + f"  → {Path(cfg.out) / 'supernet.metrics.json'}"
         )
+        if "ranking" in metrics:
+            line += f"  Kendall τ {metrics['ranking']['kendall_tau']:.3f}"
+        typer.echo(f"{line}  → {Path(cfg.out) / 'supernet.metrics.json'}")
+
+
+@app.command()
+@_clean_errors
+def rank(
+    supernet: Annotated[Path, typer.Argument(help="supernet checkpoint (.safetensors)")],
+    truth: Annotated[Path, typer.Option(help="stand-alone truth file (JSON)")],
+    json_out: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    progress: Annotated[bool, typer.Option(help="show progress")] = True,
+) -> None:
+    """Ranking quality: supernet-inherited (BN re-calibrated) vs stand-alone Top-1."""
+    from famc.evaluate.rank import rank_checkpoint
+    from famc.progress import Reporter
+    from famc.space import Arch
+
+    report = rank_checkpoint(supernet, truth, Reporter.auto(progress))
+    if json_out:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    typer.echo(f"{'MFLOPs':>7} {'stand-alone':>11} {'supernet':>8}  architecture")
+    for r in sorted(report.archs, key=lambda r: r.flops):
+        arch = Arch(ks=tuple(map(tuple, r.arch.ks)), e=tuple(map(tuple, r.arch.e)),
+                    resolution=r.arch.resolution)  # fmt: skip
+        mark = "  (landmark, excluded)" if r.landmark else ""
+        typer.echo(f"{r.flops / 1e6:>7.2f} {r.standalone:>11.2f} {r.supernet:>8.2f}  {arch}{mark}")
+    typer.echo(
+        f"n {report.n}: Kendall τ {report.kendall_tau:.3f}  Spearman ρ {report.spearman_rho:.3f}  "
+        f"Pearson r {report.pearson_r:.3f}  top-5 overlap {report.top5_overlap:.2f}"
+    )
+
+
+@app.command()
+@_clean_errors
+def predictor(
+    supernet: Annotated[Path, typer.Argument(help="supernet checkpoint (.safetensors)")],
+    out: Annotated[Path, typer.Option(help="predictor file to write (.safetensors)")],
+    archs: Annotated[
+        int, typer.Option(min=8, help="random architectures: half fit, half test")
+    ] = 1024,
+    images: Annotated[
+        int | None, typer.Option(min=1, help="first N images of the search split (default all)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the sampled architectures and the forest")] = 0,
+    progress: Annotated[bool, typer.Option(help="show progress")] = True,
+) -> None:
+    """Fit an accuracy predictor (random forest) on a supernet's search-split accuracies."""
+    from famc.evaluate.engine import load_trained
+    from famc.predictor import fit_predictor
+    from famc.progress import Reporter
+
+    trained = load_trained(supernet)
+    search = trained.data.search
+    split = search if images is None else search.subset(range(min(images, len(search))))
+    with Reporter.auto(progress).task("predictor", archs) as task:
+        fitted = fit_predictor(trained.space, lambda a: trained.evaluator.correct(a, split),
+                               archs=archs, seed=seed, advance=task.advance)  # fmt: skip
+    fitted.save(out)
+    typer.echo(f"Kendall τ on {fitted.info['n_heldout']} held-out architectures "
+               f"{fitted.info['kendall_tau_heldout']}  → {out}")  # fmt: skip
 
 
 @app.command()

@@ -68,6 +68,13 @@ class EvaluationConfig(Strict):
     cache_dir: str | None = None  # default: $FAMC_CACHE_DIR/evals or ~/.cache/famc/evals
 
 
+class PrescreenConfig(Strict):
+    """Draw ``draws`` admissible candidates and evaluate only the best-predicted one."""
+
+    predictor: str  # made by `famc predictor` (for this space, ideally this supernet)
+    draws: int = Field(4, ge=2)
+
+
 class SearchConfig(Strict):
     """REG-NAS defaults: 20 generations × population 100, top 25 % parents, half mutants."""
 
@@ -82,6 +89,7 @@ class SearchConfig(Strict):
     reference: Literal["below", "all"] = "below"
     baseline: Literal["r0", "none"] = "r0"
     seed: int = 0
+    prescreen: PrescreenConfig | None = None
 
 
 class GatesConfig(Strict):
@@ -139,8 +147,12 @@ def resolve_data(base: Path, data: DataConfig) -> DataConfig:
 def load_family_config(path: Path | str) -> FamilyConfig:
     cfg = load_yaml(FamilyConfig, path, "family config")
     base = Path(path).resolve().parent
+    screen = cfg.search.prescreen
+    if screen is not None:
+        screen = screen.model_copy(update={"predictor": resolve(base, screen.predictor)})
     return cfg.model_copy(
         update={
+            "search": cfg.search.model_copy(update={"prescreen": screen}),
             "supernet": resolve(base, cfg.supernet),
             "data": resolve_data(base, cfg.data),
             "gates": cfg.gates.model_copy(

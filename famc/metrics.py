@@ -1,4 +1,4 @@
-"""Accuracy and regression metrics, all derived from boolean correctness vectors.
+"""Accuracy and regression metrics (from boolean correctness vectors) and ranking correlations.
 
 A correctness vector says, per sample of a split, whether a model classified it right; evaluating a
 model once gives every pairwise metric against every other model (REG-NAS §3.1; Positive-Congruent
@@ -102,3 +102,80 @@ def pairwise(named: Sequence[tuple[str, torch.Tensor]]) -> list[Pair]:
         for i, (ref_name, ref) in enumerate(named)
         for tgt_name, tgt in named[i + 1 :]
     ]
+
+
+# --- ranking quality: does a supernet order architectures as stand-alone training does? --------
+def _paired(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size < 2:
+        raise ValueError("ranking metrics need two equally long score lists of at least 2 items")
+    return a, b
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's τ-b (ties in either list handled); 0 when either list is constant, since it then
+    carries no ordering information."""
+    a, b = _paired(x, y)
+    iu = np.triu_indices(a.size, 1)
+    sa = np.sign(a[:, None] - a[None, :])[iu]
+    sb = np.sign(b[:, None] - b[None, :])[iu]
+    denom = np.sqrt(float((sa * sa).sum()) * float((sb * sb).sum()))
+    return float((sa * sb).sum() / denom) if denom else 0.0
+
+
+def pearson_r(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson's correlation coefficient; 0 when either list is constant."""
+    a, b = _paired(x, y)
+    a, b = a - a.mean(), b - b.mean()
+    denom = np.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return float((a * b).sum() / denom) if denom else 0.0
+
+
+def _ranks(a: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties sharing their average rank."""
+    order = np.argsort(a, kind="stable")
+    ranks = np.empty(a.size)
+    ranks[order] = np.arange(1, a.size + 1)
+    for value in np.unique(a):
+        tied = a == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's ρ: Pearson's r of the (tie-averaged) ranks."""
+    a, b = _paired(x, y)
+    return pearson_r(list(_ranks(a)), list(_ranks(b)))
+
+
+def top_k_overlap(x: Sequence[float], y: Sequence[float], k: int = 5) -> float:
+    """Share of the ``k`` highest-scoring items of ``x`` that are also among ``y``'s top ``k``
+    (ties broken by position); ``k`` is capped at the list length."""
+    a, b = _paired(x, y)
+    k = min(k, a.size)
+    top_a = set(np.argsort(-a, kind="stable")[:k].tolist())
+    top_b = set(np.argsort(-b, kind="stable")[:k].tolist())
+    return len(top_a & top_b) / k
+
+
+class Ranking(BaseModel):
+    """How well one score list (a supernet's) orders items as a reference list (stand-alone) does."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n: int
+    kendall_tau: float
+    spearman_rho: float
+    pearson_r: float
+    top5_overlap: float
+
+
+def ranking(scores: Sequence[float], truth: Sequence[float]) -> Ranking:
+    """Every ranking figure famc reports, rounded for files and tables."""
+    return Ranking(
+        n=len(truth),
+        kendall_tau=round(kendall_tau(scores, truth), 4),
+        spearman_rho=round(spearman_rho(scores, truth), 4),
+        pearson_r=round(pearson_r(scores, truth), 4),
+        top5_overlap=round(top_k_overlap(scores, truth, 5), 4),
+    )

@@ -20,6 +20,7 @@ from famc.data import DataConfig, DataSplits, ImageSet, split_indices
 from famc.errors import FamcError
 from famc.io import Strict, sha256_path
 from famc.latency import LatencyTable, Target, load_target
+from famc.predictor import AccuracyPredictor
 from famc.space import Arch, SearchSpace, get_space
 from famc.supernet import ElasticNet, build_supernet, load_checkpoint
 
@@ -78,15 +79,17 @@ class Prepared:
     inputs: Inputs
     notes: list[str]  # what validate and build should tell the user
     split_overlap_allowed: bool = False
+    predictor: AccuracyPredictor | None = None  # pre-screens search candidates
 
     def input_paths(self) -> list[Path]:
         """Every file or directory the build reads, so no output may swallow one."""
-        i = self.inputs
+        i, screen = self.inputs, self.cfg.search.prescreen
         paths = [
             Path(i.config),
             Path(i.supernet),
             *map(Path, i.tables),
             *map(Path, i.targets.values()),
+            *([Path(screen.predictor)] if screen is not None else []),
         ]
         return paths + ([Path(self.cfg.data.root)] if self.cfg.data.root else [])
 
@@ -200,6 +203,8 @@ def prepare(config_path: str | Path, allow_split_overlap: bool = False) -> Prepa
         tables={p.table.source: sha256_path(Path(p.table.source)) for p in plans if p.table},
         targets={p.name: p.target_path for p in plans},
     )
+    screen = cfg.search.prescreen
+    predictor = None if screen is None else AccuracyPredictor.load(screen.predictor, space)
     return Prepared(config_path, cfg, space, data, net.eval(), plans,
                     _first(data.calib, ev.calib_images), _first(data.search, ev.search_images),
-                    inputs, [note] if note else [], allow_split_overlap)  # fmt: skip
+                    inputs, [note] if note else [], allow_split_overlap, predictor)  # fmt: skip

@@ -11,6 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
@@ -20,6 +21,8 @@ from typer.testing import CliRunner
 import famc
 from famc.cli import app
 from famc.data import load_dataset, to_input
+from famc.predictor import AccuracyPredictor, fit_forest
+from famc.prepare import prepare
 from famc.report.release import FamilyManifest, schema
 from famc.space import flops, get_space
 
@@ -317,6 +320,24 @@ def test_validate_ok_and_clear_errors(release):
     )
     flops_only = [{**m, "budget": {"mflops": 100.0 * (i + 1)}} for i, m in enumerate(members)]
     check("preset", "pick a matching preset", space="ofa-mbv3-w1.0", members=flops_only)
+    search = yaml.safe_load(config.read_text())["search"]
+    check("prescreen", "not a famc accuracy predictor",
+          search={**search, "prescreen": {"predictor": str(SUPERNET)}})  # fmt: skip
+
+
+def test_search_prescreen_loads_its_predictor(release, tmp_path):
+    _, config, _, _ = release
+    space = get_space("fashion-mbv3")
+    x = np.array([space.encode(a) for a in (space.smallest(), space.largest())])
+    forest = fit_forest(x, np.array([80.0, 90.0]), trees=2, max_depth=2)
+    saved = AccuracyPredictor(space.name, forest, {"kind": "famc-accuracy-predictor"})
+    saved.save(tmp_path / "pred.safetensors")
+    search = {**yaml.safe_load(config.read_text())["search"],
+              "prescreen": {"predictor": "pred.safetensors", "draws": 3}}  # fmt: skip
+    p = prepare(family_config(tmp_path, search=search))  # the path is relative to the config
+    assert p.predictor is not None
+    ends = [space.smallest(), space.largest()]
+    assert p.predictor.predict(space, ends) == saved.predict(space, ends)
 
 
 def test_schema_file_is_current():

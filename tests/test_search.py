@@ -12,7 +12,7 @@ import torch
 from famc.errors import FamcError
 from famc.evaluate.cache import ResultCache, result_key
 from famc.progress import Reporter
-from famc.search.evolution import Constraint, EvolutionSettings, Score, evolve
+from famc.search.evolution import Constraint, EvolutionSettings, Prescreen, Score, evolve
 from famc.search.family import MemberSpec, search_family
 from famc.space import flops, get_space
 
@@ -73,6 +73,28 @@ def test_nearly_infeasible_budget_stops_after_max_tries():
     with pytest.raises(FamcError, match="no admissible initial architecture in 50 tries"):
         evolve(SPACE, fake_fitness, mflops(smallest + 1e-6), [], settings, random.Random(0),
                reporter=Reporter("off"))  # fmt: skip
+
+
+def test_prescreen_evaluates_the_best_predicted_of_its_draws():
+    predicted: list[tuple[list, list[float]]] = []
+
+    def predict(archs):  # a predictor that prefers fewer FLOPs, unlike the fitness
+        values = [-flops(SPACE, a) / 1e6 for a in archs]
+        predicted.append((list(archs), values))
+        return values
+
+    settings = EvolutionSettings(population=12, generations=2, mutate_prob=0.3,
+                                 prescreen=Prescreen(predict, draws=4))  # fmt: skip
+    _, trace = evolve(SPACE, fake_fitness, mflops(6.0), [], settings, random.Random(0),
+                      reporter=Reporter("off"))  # fmt: skip
+    assert all(len(archs) == 4 for archs, _ in predicted)
+    chosen = [archs[values.index(max(values))] for archs, values in predicted]
+    assert [c.arch for c in trace] == list(dict.fromkeys(chosen))  # only the winners evaluated
+    assert all(c.cost <= 6.0 for c in trace)
+    _, plain = evolve(SPACE, fake_fitness, mflops(6.0), [], SMALL, random.Random(0),
+                      reporter=Reporter("off"))  # fmt: skip
+    first = [c.cost for c in trace if c.generation == 0]
+    assert sum(first) < sum(c.cost for c in plain if c.generation == 0)
 
 
 def test_family_members_nest_and_budget_order_is_checked():

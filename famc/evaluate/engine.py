@@ -7,14 +7,29 @@ architectures: resizing and normalising is otherwise a large share of evaluation
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from famc.data import ImageSet, to_input
-from famc.space import Arch
-from famc.supernet import BNConvention, ElasticNet, fold_bn, recalibrate, with_memory_format
+from famc.data import DataConfig, DataSplits, ImageSet, to_input
+from famc.errors import FamcError
+from famc.io import first_line
+from famc.space import Arch, SearchSpace, get_space
+from famc.supernet import (
+    BNConvention,
+    ElasticNet,
+    build_supernet,
+    fold_bn,
+    load_checkpoint,
+    recalibrate,
+    with_memory_format,
+)
+from famc.supernet.bn import BN_CONVENTIONS
+from famc.supernet.checkpoint import read_state_dict
 
 
 class Evaluator:
@@ -61,3 +76,54 @@ class Evaluator:
         """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right."""
         logits = self.logits(fold_bn(self.model(arch)), images, arch.resolution)
         return logits.argmax(1) == images.labels
+
+
+@dataclass(frozen=True)
+class TrainedSupernet:
+    """A famc checkpoint, ready to evaluate with the data and BN settings it was trained with."""
+
+    space: SearchSpace
+    evaluator: Evaluator
+    data: DataSplits
+    metadata: dict[str, str]
+
+
+def _trained_settings(
+    path: Path, meta: dict[str, str]
+) -> tuple[DataConfig | None, int, BNConvention]:
+    """The data split and evaluation settings a famc checkpoint's metadata records (its training
+    config), checked: a damaged record is one error line, not a traceback."""
+    try:
+        config = json.loads(meta.get("config", "{}"))
+        data = DataConfig.model_validate(config["data"]) if "data" in config else None
+        evaluation = config.get("eval", {})
+        batch_size, bn = evaluation.get("batch_size", 500), evaluation.get("bn_convention", "ofa")
+        if not isinstance(batch_size, int) or batch_size < 1 or bn not in BN_CONVENTIONS:
+            raise ValueError(f"eval: batch_size {batch_size!r}, bn_convention {bn!r}")
+    except (ValueError, TypeError, AttributeError) as exc:  # pydantic's ValidationError included
+        raise FamcError(f"{path}: its metadata `config` is not a famc training config "
+                        f"({first_line(exc)}); use a checkpoint `famc train` wrote") from None  # fmt: skip
+    return data, batch_size, bn
+
+
+def load_trained(path: Path, dataset: str | None = None) -> TrainedSupernet:
+    """Load a famc checkpoint with its training config's data and evaluation settings (famc
+    checkpoints store the config); without one, ``dataset`` with the default split."""
+    meta = read_state_dict(path)[1]
+    if "space" not in meta:
+        raise FamcError(f"{path}: no `space` in its metadata; only famc checkpoints qualify")
+    space = get_space(meta["space"])
+    data_cfg, batch_size, bn = _trained_settings(path, meta)
+    if data_cfg is None:
+        data_cfg = DataConfig(name=dataset or "fashion-mnist")
+    if dataset is not None and data_cfg.name != dataset:
+        raise FamcError(
+            f"{path} was trained on {data_cfg.name!r}, not {dataset!r}: compare it with "
+            f"results on its own dataset"
+        )
+    data = data_cfg.load()
+    net = build_supernet(space)
+    load_checkpoint(net, path)
+    ev = Evaluator(net.eval(), data.calib, data.mean, data.std, batch_size=batch_size,
+                   bn_convention=bn)  # fmt: skip
+    return TrainedSupernet(space, ev, data, meta)

@@ -3,7 +3,8 @@
 Each generation keeps the top ``parent_ratio`` of the population as parents and refills it with
 mutants (``mutation_ratio``) and uniform crossovers of two parents. Candidates must satisfy the
 compute constraint (rejection sampling with a retry cap, never an endless loop) and, under CAS, contain
-every reference architecture.
+every reference architecture. With a ``Prescreen`` (an accuracy predictor) each new candidate is the
+best-predicted of several admissible draws, so fewer real evaluations go to poor candidates.
 """
 
 from __future__ import annotations
@@ -21,6 +22,15 @@ from famc.space.space import SearchSpace
 
 
 @dataclass(frozen=True)
+class Prescreen:
+    """Keep the best of ``draws`` admissible draws by ``predict`` (predicted Top-1, higher is
+    better) as the next candidate."""
+
+    predict: Callable[[Sequence[Arch]], list[float]]
+    draws: int
+
+
+@dataclass(frozen=True)
 class EvolutionSettings:
     population: int = 100
     generations: int = 20
@@ -28,6 +38,7 @@ class EvolutionSettings:
     mutation_ratio: float = 0.5
     mutate_prob: float = 0.1
     max_tries: int = 2000  # rejection-sampling attempts per new candidate
+    prescreen: Prescreen | None = None
 
 
 @dataclass(frozen=True)
@@ -107,11 +118,19 @@ class _Evolution:
 
     def draw(self, make: Callable[[], Arch], what: str) -> Arch:
         """Rejection sampling with a cap: never an endless loop on a budget nothing fits."""
-        c, ref = self.constraint, self.ref
+        c, ref, screen = self.constraint, self.ref, self.settings.prescreen
+        found: list[Arch] = []
         for _ in range(self.settings.max_tries):
             arch = make()
             if c.cost(arch) <= c.budget and (ref is None or self.space.contains(ref, arch)):
-                return arch
+                found.append(arch)
+                if screen is None or len(found) == screen.draws:
+                    break
+        if found:
+            if screen is None:
+                return found[0]
+            predicted = screen.predict(found)
+            return found[max(range(len(found)), key=predicted.__getitem__)]
         raise FamcError(
             f"{self.title}: no admissible {what} in {self.settings.max_tries} tries under "
             f"{c.label}'s {c.describe(c.budget)} — the budget leaves almost no room above "

@@ -13,7 +13,7 @@ import torch
 
 from famc.prepare import MemberPlan, Prepared
 from famc.progress import Reporter
-from famc.search.evolution import Constraint, EvolutionSettings
+from famc.search.evolution import Constraint, EvolutionSettings, Prescreen
 from famc.search.family import FoundMember, MemberSpec, search_family
 from famc.space import Arch
 
@@ -35,8 +35,12 @@ def constraint(p: Prepared, plan: MemberPlan) -> Constraint:
 def search(p: Prepared, correct: Callable[[Arch], torch.Tensor], reporter: Reporter) -> Families:
     """Search every member of both families (REG-NAS: R0 then R2 + CAS; baseline: R0 each)."""
     s = p.cfg.search
+    screen = None
+    if p.predictor is not None and s.prescreen is not None:
+        predictor = p.predictor
+        screen = Prescreen(lambda archs: predictor.predict(p.space, archs), s.prescreen.draws)
     settings = EvolutionSettings(s.population, s.generations, s.parent_ratio, s.mutation_ratio,
-                                 s.mutate_prob, s.max_tries)  # fmt: skip
+                                 s.mutate_prob, s.max_tries, screen)  # fmt: skip
     specs = [MemberSpec(plan.name, constraint(p, plan)) for plan in p.plans]
 
     def run(regnas: bool) -> list[FoundMember]:

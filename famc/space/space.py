@@ -244,6 +244,21 @@ class SearchSpace:
             es.append(tuple(stage_e))
         return Arch(ks=tuple(ks), e=tuple(es), resolution=rng.choice([a.resolution, b.resolution]))
 
+    # --- genome --------------------------------------------------------------------------------
+    def genes(self, arch: Arch) -> tuple[int, ...]:
+        """OFA's padded genome as one flat tuple: resolution, each stage's depth, then kernel and
+        expand of every layer slot (0 where the stage is shallower than the slot)."""
+        m = self.preset.max_depth
+        out = [arch.resolution, *arch.d]
+        for ks, es in zip(arch.ks, arch.e, strict=True):
+            for i in range(m):
+                out += [ks[i], es[i]] if i < len(ks) else [0, 0]
+        return tuple(out)
+
+    def hamming(self, a: Arch, b: Arch) -> int:
+        """Number of genes (of :meth:`genes`) in which two architectures differ."""
+        return sum(x != y for x, y in zip(self.genes(a), self.genes(b), strict=True))
+
     # --- predictor encoding --------------------------------------------------------------------
     def encode(self, arch: Arch) -> list[float]:
         """Fixed-length numeric features: one-hot kernel/expand per layer slot (zeros if inactive),
