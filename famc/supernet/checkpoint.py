@@ -3,7 +3,9 @@
 OFA's own code renames keys between its static and dynamic layers (``.mobile_inverted_conv.`` →
 ``.conv.``, ``.bn.bn.`` → ``.bn.``, ...); famc's layout is the normalised one, and each preset lists
 the renames that map its reference implementation's spellings onto it
-(``Preset.checkpoint_renames``). A ``{"state_dict": ...}`` wrapper is accepted too. ``.pth``
+(``Preset.checkpoint_renames``) and the keys it has no counterpart for (``Preset.checkpoint_skip``,
+e.g. AttentiveNAS's unused ``bn_tracking`` buffers). A ``{"state_dict": ...}`` wrapper is accepted
+too. ``.pth``
 files are read with ``weights_only=True``: a checkpoint can never run code.
 """
 
@@ -76,6 +78,8 @@ def load_checkpoint(net: ElasticNet, path: str | Path) -> dict[str, str]:
         )
     state: dict[str, torch.Tensor] = {}
     for key, value in raw.items():
+        if any(re.search(pattern, key) for pattern in space.preset.checkpoint_skip):
+            continue
         name = normalise_key(key, space.preset)
         if name not in want:
             raise FamcError(

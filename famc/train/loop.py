@@ -35,7 +35,7 @@ from famc.errors import FamcError
 from famc.evaluate.engine import Evaluator
 from famc.io import atomic_path, sha256_path, write_text
 from famc.metrics import top1
-from famc.space import Arch, SearchSpace, get_space
+from famc.space import Arch, SearchSpace, describe, get_space
 from famc.supernet import (
     ElasticNet,
     build_supernet,
@@ -216,13 +216,14 @@ def _train_epoch(run: _Run, epoch: int, advance: Callable[[str], None]) -> dict[
     warmup = round(cfg.warmup_epochs * run.steps_per_epoch)
     t0, seen, loss_sum = time.perf_counter(), 0, torch.zeros(2 + cfg.num_random)
     batches = run.data.train.batches(cfg.batch_size, shuffle=True, generator=gen, drop_last=True)
+    features = describe(space, space.largest())[-1].in_c  # the classifier's widest input
     for i, (x, y) in zip(range(run.steps_per_epoch), batches, strict=False):
         step = epoch * run.steps_per_epoch + i
         for group in opt.param_groups:
             group["lr"] = lr_at(step, run.total_steps, warmup, cfg.optimizer.lr)
         archs = [space.largest(), *sampler.sample(space, rng, epoch, cfg.num_random),
                  space.smallest()]  # fmt: skip
-        mask = dropout_mask(len(y), space.preset.last_channel, space.preset.dropout, drop)
+        mask = dropout_mask(len(y), features, space.preset.dropout, drop)
         shard = slice(run.ctx.rank, None, run.ctx.world)
         loss, parts = run.step_module(x[shard], y[shard], archs, run.data.mean, run.data.std,
                                       cfg.label_smoothing, None if mask is None else mask[shard])  # fmt: skip
