@@ -12,8 +12,8 @@ import types
 import pytest
 
 
-def import_ofa():
-    """Return OFA's ``OFAMobileNetV3`` and ``set_running_statistics``, or skip the test."""
+def _ofa_networks():
+    """OFA's elastic network classes (``ofa.imagenet_classification.elastic_nn.networks``)."""
     if "torchvision" not in sys.modules:
         tv = types.ModuleType("torchvision")
         transforms = types.ModuleType("torchvision.transforms")
@@ -39,10 +39,20 @@ def import_ofa():
                 "torchvision.datasets": datasets,
             }
         )
-    ofa_nets = pytest.importorskip(
+    return pytest.importorskip(
         "ofa.imagenet_classification.elastic_nn.networks",
         reason="the `ofa` reference package is not installed (pip install ofa --no-deps)",
     )
+
+
+def import_ofa():
+    """Return OFA's ``OFAMobileNetV3`` and ``set_running_statistics``, or skip the test."""
+    ofa_nets = _ofa_networks()
     from ofa.imagenet_classification.elastic_nn.utils import set_running_statistics
 
     return ofa_nets.OFAMobileNetV3, set_running_statistics
+
+
+def import_ofa_resnets():
+    """Return OFA's ``OFAResNets``, or skip the test."""
+    return _ofa_networks().OFAResNets

@@ -2,7 +2,8 @@
 
 ``layer_module(spec)`` is the very class an extracted member is made of (``BLOCKS[kind].static``),
 and the blocks of an architecture partition its whole network (the global pool belongs to
-``final_expand``, the flatten to ``feature_mix``), so their latencies can be summed.
+``final_expand`` or is a ``global_pool`` layer of its own, pooling layers are layers too), so their
+latencies can be summed.
 """
 
 from __future__ import annotations

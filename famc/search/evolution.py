@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -80,8 +80,7 @@ def cheapest(space: SearchSpace, refs: Sequence[Arch]) -> Arch:
     """The least architecture that contains every reference (at the lowest resolution)."""
     if not refs:
         return space.smallest()
-    top = refs[-1]
-    return Arch(ks=top.ks, e=top.e, resolution=min(space.preset.resolutions))
+    return replace(refs[-1], resolution=min(space.preset.resolutions))
 
 
 @dataclass

@@ -7,8 +7,9 @@ supernet (one slot per position of the largest network, ``slots``), the extracte
 (``LayerSpec.signature``) and the analytic cost (``KINDS``), so none of them can disagree about what
 the network is.
 
-FLOPs follow the MobileNet/OFA convention: multiply-accumulates of convolutions and linear layers
-(bias, BN, activations and pooling excluded).
+FLOPs follow the MobileNet/OFA/AttentiveNAS convention: multiply-accumulates of every executed
+convolution (squeeze-excite and shortcut 1×1 convs included) and linear layer; bias, BN,
+activations, pooling and residual additions are excluded.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from famc.space.arch import Arch
-from famc.space.presets import KernelTransform, LayerDef, Preset, make_divisible
+from famc.space.presets import (
+    KernelTransform,
+    LayerDef,
+    Preset,
+    StageSpec,
+    make_divisible,
+    width_choices,
+    width_of,
+)
 from famc.space.space import SearchSpace
 
 SE_REDUCTION = 4
@@ -28,9 +37,9 @@ def se_mid(channels: int) -> int:
     return make_divisible(channels // SE_REDUCTION)
 
 
-def mid_channels(in_channels: int, expand: int) -> int:
-    """Hidden width of an inverted bottleneck (OFA's rounding, bit-exact)."""
-    return make_divisible(round(in_channels * expand))
+def mid_channels(channels: int, expand: float) -> int:
+    """Hidden width of a bottleneck (OFA's and AttentiveNAS's rounding, bit-exact)."""
+    return make_divisible(round(channels * expand))
 
 
 def conv_out(size: int, stride: int) -> int:
@@ -116,6 +125,36 @@ def _mbconv_params(x: LayerSpec) -> int:
     return total + x.mid_c * x.out_c + 2 * x.out_c
 
 
+def _projects(x: LayerSpec) -> bool:
+    """AttentiveNAS's shortcut has a 1×1 conv (no BN) exactly when the width changes."""
+    return x.in_c != x.out_c
+
+
+def _mbconv_sc_flops(x: LayerSpec) -> int:
+    shortcut = x.out_hw * x.out_hw * x.in_c * x.out_c if _projects(x) else 0
+    return _mbconv_flops(x) + shortcut
+
+
+def _mbconv_sc_params(x: LayerSpec) -> int:
+    return _mbconv_params(x) + (x.in_c * x.out_c if _projects(x) else 0)
+
+
+def _bottleneck_flops(x: LayerSpec) -> int:
+    total = x.in_hw * x.in_hw * x.in_c * x.mid_c  # 1×1 reduce, before the strided conv
+    total += x.out_hw * x.out_hw * x.mid_c * (x.mid_c * x.kernel**2 + x.out_c)
+    return total + (0 if x.skip else x.out_hw * x.out_hw * x.in_c * x.out_c)  # downsample 1×1
+
+
+def _bottleneck_params(x: LayerSpec) -> int:
+    total = x.in_c * x.mid_c + x.mid_c * x.mid_c * x.kernel**2 + x.mid_c * x.out_c
+    total += 4 * x.mid_c + 2 * x.out_c
+    return total + (0 if x.skip else x.in_c * x.out_c + 2 * x.out_c)
+
+
+def _free(_: LayerSpec) -> int:
+    return 0
+
+
 @dataclass(frozen=True)
 class Kind:
     """What the analytic layer of a block kind costs, and how it connects to its neighbours."""
@@ -124,12 +163,17 @@ class Kind:
     params: Callable[[LayerSpec], int]
     pools: bool = False  # ends with a global average pool: the next layer sees 1×1
     flat_input: bool = False  # consumes flattened features
-    has_mid: bool = False  # a depthwise-separable block: its hidden width is mid_c
+    has_mid: bool = False  # a bottleneck block: its hidden width is mid_c
+    mid_of_out: bool = False  # hidden width = expand × output width (ResNet), not input width
 
 
 KINDS: dict[str, Kind] = {
     "conv": Kind(_conv_flops, _conv_bn_params),
+    "max_pool": Kind(_free, _free),
     "mbconv": Kind(_mbconv_flops, _mbconv_params, has_mid=True),
+    "mbconv_sc": Kind(_mbconv_sc_flops, _mbconv_sc_params, has_mid=True),
+    "bottleneck": Kind(_bottleneck_flops, _bottleneck_params, has_mid=True, mid_of_out=True),
+    "global_pool": Kind(_free, _free, pools=True),
     "final_expand": Kind(_conv_flops, _conv_bn_params, pools=True),
     "feature_mix": Kind(_conv_flops, lambda x: x.out_c * x.in_c),
     "classifier": Kind(
@@ -139,49 +183,80 @@ KINDS: dict[str, Kind] = {
 
 
 # --- unrolling -----------------------------------------------------------------------------
-def _fixed(d: LayerDef, hw: int, c: int) -> LayerSpec:
+def output_widths(part: LayerDef | StageSpec, in_c: int) -> tuple[int, ...]:
+    """The widths a fixed layer or stage can output after an input of ``in_c`` channels."""
+    width = width_of(part)
+    if width:
+        return width_choices(width)
+    return (in_c * part.ratio if isinstance(part, LayerDef) else in_c,)
+
+
+def fixed_layer(d: LayerDef, hw: int, c: int, out_c: int) -> LayerSpec:
     """A fixed layer at input size ``hw`` and width ``c`` (an expand-1 block when it is a block)."""
     out_hw = conv_out(hw, d.stride)
     block = KINDS[d.kind].has_mid
-    skip = block and d.stride == 1 and c == d.out_c
-    return LayerSpec(d.kind, hw, c, out_hw, d.out_c, c if block else 0, d.kernel, d.stride, skip,
+    skip = block and d.stride == 1 and c == out_c
+    return LayerSpec(d.kind, hw, c, out_hw, out_c, c if block else 0, d.kernel, d.stride, skip,
                      d.se, d.act, False, d.module)  # fmt: skip
 
 
-def stage_module(p: Preset, stage: int, index: int) -> str:
-    """The supernet slot of layer ``index`` of elastic ``stage`` (OFA's ``block_group_info``)."""
-    first = sum(d.module.startswith(f"{p.stage_module}.") for d in p.stem)
-    return f"{p.stage_module}.{first + stage * p.max_depth + index}"
+def stage_layer(p: Preset, stage: StageSpec, index: int, hw: int, c: int, out_c: int, kernel: int,
+                expand: float, module: str) -> LayerSpec:  # fmt: skip
+    """Layer ``index`` of an elastic stage: residual whenever its shape allows, no expansion conv
+    at expand ratio 1."""
+    kind = KINDS[p.block_of(stage)]
+    stride = stage.stride if index == 0 else 1
+    mid = mid_channels(out_c if kind.mid_of_out else c, expand) if kind.has_mid else 0
+    return LayerSpec(p.block_of(stage), hw, c, conv_out(hw, stride), out_c, mid, kernel, stride,
+                     stride == 1 and c == out_c, stage.se, stage.act, expand != 1, module)  # fmt: skip
+
+
+def next_input(layer: LayerSpec) -> tuple[int, int]:
+    """Spatial size and width the layer after ``layer`` sees."""
+    return (1 if KINDS[layer.kind].pools else layer.out_hw), layer.out_c
+
+
+def stage_slots(p: Preset) -> list[tuple[str, ...]]:
+    """Every stage's supernet slots, one per layer position (OFA's ``block_group_info``): a
+    stage's layers are numbered in its module list after the fixed layers and stages before it."""
+    used: dict[str, int] = {}
+    out: list[tuple[str, ...]] = []
+    for part in p.parts:
+        if isinstance(part, LayerDef):
+            group, _, index = part.module.partition(".")
+            if index:
+                used[group] = used.get(group, 0) + 1
+            continue
+        group, depth = part.module or p.stage_module, max(p.depths(part))
+        first = used.get(group, 0)
+        out.append(tuple(f"{group}.{first + i}" for i in range(depth)))
+        used[group] = first + depth
+    return out
 
 
 def describe(space: SearchSpace, arch: Arch) -> list[LayerSpec]:
-    """Unroll ``arch`` into its deployed layers, stem to classifier."""
+    """Unroll ``arch`` (validated) into its deployed layers, stem to classifier."""
     p = space.preset
     layers: list[LayerSpec] = []
     hw, c = arch.resolution, p.in_channels
-
-    def add(layer: LayerSpec) -> tuple[int, int]:
-        layers.append(layer)
-        return (1 if KINDS[layer.kind].pools else layer.out_hw), layer.out_c
-
-    for d in p.stem:
-        hw, c = add(_fixed(d, hw, c))
-    for s, (stage, ks, es) in enumerate(zip(p.stages, arch.ks, arch.e, strict=True)):
+    widths = iter(arch.w)
+    stages = iter(zip(arch.ks, arch.e, stage_slots(p), strict=True))
+    for part in p.parts:
+        width = next(widths) if isinstance(width_of(part), tuple) else output_widths(part, c)[0]
+        if isinstance(part, LayerDef):
+            layers.append(fixed_layer(part, hw, c, width))
+            hw, c = next_input(layers[-1])
+            continue
+        ks, es, modules = next(stages)
         for i, (k, e) in enumerate(zip(ks, es, strict=True)):
-            stride = stage.stride if i == 0 else 1
-            skip = stride == 1 and c == stage.width
-            hw, c = add(
-                LayerSpec(p.block, hw, c, conv_out(hw, stride), stage.width, mid_channels(c, e),
-                          k, stride, skip, stage.se, stage.act, True, stage_module(p, s, i))
-            )  # fmt: skip
-    for d in p.head:
-        hw, c = add(_fixed(d, hw, c))
+            layers.append(stage_layer(p, part, i, hw, c, width, k, e, modules[i]))
+            hw, c = next_input(layers[-1])
     return layers
 
 
 def elastic_modules(p: Preset) -> set[str]:
     """The supernet slots of the searchable stages (the stem and head are fixed)."""
-    return {stage_module(p, s, i) for s in range(len(p.stages)) for i in range(p.max_depth)}
+    return {module for modules in stage_slots(p) for module in modules}
 
 
 def slots(space: SearchSpace) -> list[Slot]:

@@ -3,7 +3,9 @@
 OFA's own code renames keys between its static and dynamic layers (``.mobile_inverted_conv.`` →
 ``.conv.``, ``.bn.bn.`` → ``.bn.``, ...); famc's layout is the normalised one, and each preset lists
 the renames that map its reference implementation's spellings onto it
-(``Preset.checkpoint_renames``). A ``{"state_dict": ...}`` wrapper is accepted too. ``.pth``
+(``Preset.checkpoint_renames``) and the keys it has no counterpart for (``Preset.checkpoint_skip``,
+e.g. AttentiveNAS's unused ``bn_tracking`` buffers). A ``{"state_dict": ...}`` wrapper is accepted
+too. ``.pth``
 files are read with ``weights_only=True``: a checkpoint can never run code.
 """
 
@@ -98,8 +100,10 @@ def load_checkpoint(net: ElasticNet, path: str | Path) -> dict[str, str]:
             f"checkpoint {path} was trained for space {meta['space']!r}, not {space.name!r}: "
             f"use a supernet of preset {meta['space']!r} or another checkpoint"
         )
-    renamed = {normalise_key(key, space.preset): key for key in raw}
-    state = {normalise_key(key, space.preset): value for key, value in raw.items()}
+    skip = space.preset.checkpoint_skip  # keys of the reference checkpoint famc has no use for
+    kept = {k: v for k, v in raw.items() if not any(re.search(p, k) for p in skip)}
+    renamed = {normalise_key(key, space.preset): key for key in kept}
+    state = {normalise_key(key, space.preset): value for key, value in kept.items()}
     check_state(f"checkpoint {path}", state, net.state_dict(), renamed)
     net.load_state_dict(state, strict=False)
     return meta

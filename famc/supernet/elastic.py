@@ -23,12 +23,16 @@ from torch import nn
 from famc.space.layers import LayerSpec, Slot, se_mid
 from famc.space.presets import KernelTransform
 from famc.supernet.static import (
+    Bottleneck,
     Classifier,
     Conv,
     ConvBnAct,
     FeatureMix,
     FinalExpand,
+    GlobalPool,
+    MaxPool,
     MBConv,
+    MBConvShortcut,
     activation,
 )
 from famc.supernet.static import SqueezeExcite as StaticSqueezeExcite
@@ -260,7 +264,8 @@ class _UnitBlock(ElasticConvBn, ElasticBlock):
                          act=x.act)  # fmt: skip
 
     def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
-        return self.static.finish(self.run(x, spec.out_c, spec.kernel))
+        y = self.static.finish(self.run(x, spec.out_c, spec.kernel))
+        return x + y if spec.skip else y
 
     def extract(self, spec: LayerSpec) -> nn.Module:
         block = _on_meta(self.static, spec)
@@ -303,10 +308,31 @@ class ClassifierBlock(ElasticBlock):
         return block
 
 
+class _PoolBlock(ElasticBlock):
+    """A parameter-free block kind: runs and extracts its static twin as it is."""
+
+    def __init__(self, slot: Slot) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        return self.static(spec)(x)
+
+    def extract(self, spec: LayerSpec) -> nn.Module:
+        return self.static(spec)
+
+
+class MaxPoolBlock(_PoolBlock):
+    static = MaxPool
+
+
+class GlobalPoolBlock(_PoolBlock):
+    static = GlobalPool
+
+
 class MBConvBlock(ElasticBlock):
     """One inverted-residual slot with elastic kernel and expand ratio (OFA's parameter layout)."""
 
-    static = MBConv
+    static: ClassVar[type[MBConv]] = MBConv
 
     def __init__(self, slot: Slot) -> None:
         super().__init__()
@@ -319,10 +345,13 @@ class MBConvBlock(ElasticBlock):
                                         x.mid_c, act=x.act, se=x.se)  # fmt: skip
         self.point_linear = ElasticConvBn(ElasticConv2d(x.mid_c, x.out_c), x.out_c)
 
-    def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+    def body(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
         y = self.inverted_bottleneck.run(x, spec.mid_c, 1) if spec.expand else x
         y = self.depth_conv.run(y, spec.mid_c, spec.kernel)
-        y = self.point_linear.run(y, spec.out_c, 1)
+        return self.point_linear.run(y, spec.out_c, 1)
+
+    def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        y = self.body(x, spec)
         return x + y if spec.skip else y
 
     def extract(self, spec: LayerSpec) -> nn.Module:
@@ -335,10 +364,82 @@ class MBConvBlock(ElasticBlock):
         return block
 
 
+class MBConvShortcutBlock(MBConvBlock):
+    """AttentiveNAS's block: an MBConv slot whose shortcut always exists (pool when strided, 1×1
+    conv over channel prefixes when the width changes). Every slot holds the shortcut conv, as the
+    reference supernet does, so its checkpoints load as they are."""
+
+    static = MBConvShortcut
+
+    def __init__(self, slot: Slot) -> None:
+        super().__init__(slot)
+        x = slot.layer
+        self.shortcut = ElasticConvBn(ElasticConv2d(x.in_c, x.out_c), x.out_c, bn=False)
+
+    def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        residual = x
+        if spec.stride > 1:
+            residual = F.avg_pool2d(x, spec.stride, padding=x.size(-1) % 2)
+        if spec.in_c != spec.out_c:
+            residual = self.shortcut.run(residual, spec.out_c, 1)
+        return self.body(x, spec) + residual
+
+    def extract(self, spec: LayerSpec) -> nn.Module:
+        block = super().extract(spec)
+        assert isinstance(block, MBConvShortcut)
+        if block.shortcut.conv is not None:
+            fill(
+                block.shortcut.conv,
+                weight=self.shortcut.conv.active_weight(spec.out_c, spec.in_c, 1),
+            )
+        return block
+
+
+class BottleneckBlock(ElasticBlock):
+    """One ResNet bottleneck slot with elastic expand ratio and width (OFA's
+    ``DynamicResNetBottleneckBlock``: hidden width from the output width)."""
+
+    static = Bottleneck
+
+    def __init__(self, slot: Slot) -> None:
+        super().__init__()
+        x = slot.layer
+        self.conv1 = ElasticConvBn(ElasticConv2d(x.in_c, x.mid_c), x.mid_c, act=x.act)
+        self.conv2 = ElasticConvBn(ElasticConv2d(x.mid_c, x.mid_c, x.kernel, x.stride), x.mid_c,
+                                   act=x.act)  # fmt: skip
+        self.conv3 = ElasticConvBn(ElasticConv2d(x.mid_c, x.out_c), x.out_c)
+        if not x.skip:
+            self.downsample = ElasticConvBn(ElasticConv2d(x.in_c, x.out_c), x.out_c)
+        self.act = activation(x.act)
+
+    def forward(self, x: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+        residual = x
+        if not spec.skip:
+            pooled = F.avg_pool2d(x, spec.stride, ceil_mode=True) if spec.stride > 1 else x
+            residual = self.downsample.run(pooled, spec.out_c, 1)
+        y = self.conv1.run(x, spec.mid_c, 1)
+        y = self.conv3.run(self.conv2.run(y, spec.mid_c, spec.kernel), spec.out_c, 1)
+        return self.act(y + residual)
+
+    def extract(self, spec: LayerSpec) -> nn.Module:
+        block = _on_meta(self.static, spec)
+        assert isinstance(block, Bottleneck)
+        self.conv1.fill_into(block.conv1, spec.mid_c, spec.in_c, 1)
+        self.conv2.fill_into(block.conv2, spec.mid_c, spec.mid_c, spec.kernel)
+        self.conv3.fill_into(block.conv3, spec.out_c, spec.mid_c, 1)
+        if block.downsample is not None:
+            self.downsample.fill_into(block.downsample, spec.out_c, spec.in_c, 1)
+        return block
+
+
 #: Block kind → elastic class (its ``static`` attribute is the static twin).
 BLOCKS: dict[str, type[ElasticBlock]] = {
     "conv": ConvBlock,
+    "max_pool": MaxPoolBlock,
     "mbconv": MBConvBlock,
+    "mbconv_sc": MBConvShortcutBlock,
+    "bottleneck": BottleneckBlock,
+    "global_pool": GlobalPoolBlock,
     "final_expand": FinalExpandBlock,
     "feature_mix": FeatureMixBlock,
     "classifier": ClassifierBlock,

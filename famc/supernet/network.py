@@ -65,12 +65,13 @@ class ElasticNet(nn.Module):
 
     def forward(self, x: torch.Tensor, dropout_mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the active sub-network; ``dropout_mask`` (already scaled by 1/(1-p)) multiplies
-        the classifier's input — the trainer draws it so that it is the same under DDP."""
+        the classifier's input (its first columns when that width is elastic) — the trainer draws
+        it so that it is the same under DDP."""
         *body, head = self._layers
         for spec in body:
             x = self._slots[spec.module](x, spec)
         if dropout_mask is not None:
-            x = x * dropout_mask
+            x = x * dropout_mask[:, : x.size(1)]
         return self._slots[head.module](x, head)
 
     # --- extraction ----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from famc.space.layers import LayerSpec, se_mid
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "h_swish": nn.Hardswish,
+    "swish": nn.SiLU,
 }
 
 
@@ -84,10 +85,33 @@ class ConvBnAct(nn.Module):
 
 
 class Conv(ConvBnAct):
-    """A plain k×k convolution layer (the stem)."""
+    """A plain k×k convolution layer (the stem), residual when its spec says so (OFA-ResNet's
+    stem residual conv: the activation comes before the addition)."""
 
     def __init__(self, spec: LayerSpec) -> None:
         super().__init__(spec.in_c, spec.out_c, spec.kernel, spec.stride, act=spec.act)
+        self.skip = spec.skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        return x + y if self.skip else y
+
+
+class MaxPool(nn.MaxPool2d):
+    """k×k max-pool, 'same' padding (ResNet's stem)."""
+
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__(spec.kernel, spec.stride, spec.kernel // 2)
+
+
+class GlobalPool(nn.Module):
+    """Global average pool, flattened for the classifier (ResNet's head)."""
+
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
 
 
 class MBConv(nn.Module):
@@ -101,10 +125,71 @@ class MBConv(nn.Module):
                                    act=spec.act, se=spec.se)  # fmt: skip
         self.project = ConvBnAct(spec.mid_c, spec.out_c)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def body(self, x: torch.Tensor) -> torch.Tensor:
         y = self.expand(x) if self.expand is not None else x
-        y = self.project(self.depthwise(y))
+        return self.project(self.depthwise(y))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.body(x)
         return x + y if self.skip else y
+
+
+class Shortcut(nn.Module):
+    """AttentiveNAS's shortcut: s×s average pool (padded on odd sizes, pads counted) when the
+    block strides, then a 1×1 conv without BN when the width changes; else the identity."""
+
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__()
+        s = spec.stride
+        self.pool = nn.AvgPool2d(s, s, padding=spec.in_hw % 2) if s > 1 else None
+        self.conv = (
+            nn.Conv2d(spec.in_c, spec.out_c, 1, bias=False) if spec.in_c != spec.out_c else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pool is not None:
+            x = self.pool(x)
+        return x if self.conv is None else self.conv(x)
+
+
+class MBConvShortcut(MBConv):
+    """Inverted residual whose every block is residual (AttentiveNAS, BigNAS): the shortcut pools
+    and projects where the shapes differ."""
+
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__(spec)
+        self.shortcut = Shortcut(spec)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class PoolConv(ConvBnAct):
+    """OFA-ResNet's ``avgpool_conv`` downsample: average pool (ceil mode) → 1×1 conv → BN."""
+
+    def __init__(self, in_c: int, out_c: int, stride: int) -> None:
+        super().__init__(in_c, out_c)
+        self.pool = nn.AvgPool2d(stride, stride, ceil_mode=True) if stride > 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x if self.pool is None else self.pool(x))
+
+
+class Bottleneck(nn.Module):
+    """ResNet bottleneck: 1×1 reduce, k×k (strided), 1×1 expand; identity or pooled-projection
+    shortcut; activation after the addition."""
+
+    def __init__(self, spec: LayerSpec) -> None:
+        super().__init__()
+        self.conv1 = ConvBnAct(spec.in_c, spec.mid_c, act=spec.act)
+        self.conv2 = ConvBnAct(spec.mid_c, spec.mid_c, spec.kernel, spec.stride, act=spec.act)
+        self.conv3 = ConvBnAct(spec.mid_c, spec.out_c)
+        self.downsample = None if spec.skip else PoolConv(spec.in_c, spec.out_c, spec.stride)
+        self.act = activation(spec.act, inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        residual = x if self.downsample is None else self.downsample(x)
+        return self.act(self.conv3(self.conv2(self.conv1(x))) + residual)
 
 
 class FinalExpand(ConvBnAct):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from famc.space import Arch, SearchSpace, describe
-from famc.space.layers import stage_module
+from famc.space.layers import stage_slots
 
 if TYPE_CHECKING:
     from famc.train.config import CPTConfig
@@ -28,8 +28,7 @@ def channels(space: SearchSpace, arch: Arch) -> list[int]:
     """Hidden channels of every elastic layer slot, stage by stage (0 where inactive)."""
     p = space.preset
     mids = {layer.module: layer.mid_c for layer in describe(space, arch)}
-    return [mids.get(stage_module(p, s, i), 0)
-            for s in range(space.num_stages) for i in range(p.max_depth)]  # fmt: skip
+    return [mids.get(module, 0) for modules in stage_slots(p) for module in modules]
 
 
 def most_distant(space: SearchSpace, archs: list[Arch], size: int, neighbours: int) -> list[Arch]:

@@ -18,6 +18,7 @@ a run stopped mid-epoch by ``max_steps`` also saves its generators' states and r
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -42,7 +43,7 @@ from famc.evaluate.rank import LANDMARKS_KEY, Truth, rank_supernet
 from famc.io import atomic_path, first_line, read_torch, sha256_path, write_text
 from famc.metrics import top1
 from famc.progress import Reporter, Task
-from famc.space import Arch, SearchSpace, get_space
+from famc.space import Arch, SearchSpace, describe, get_space
 from famc.supernet import (
     ElasticNet,
     build_supernet,
@@ -274,6 +275,11 @@ class _Run:
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.cfg.epochs
 
+    @functools.cached_property
+    def features(self) -> int:
+        """Width of the classifier's input in the largest sub-network (the dropout mask's)."""
+        return describe(self.space, self.space.largest())[-1].in_c
+
 
 def _setup(cfg: TrainConfig, resume: bool, force: bool) -> _Run:
     """Data, supernet, optimizer and methods (restored on ``resume``) and the step module
@@ -367,7 +373,7 @@ def _step(
     shard = slice(run.ctx.rank, None, run.ctx.world)
     x, y, images = x[shard], y[shard], len(y)
     plan = run.methods.plan(run.step, rng, _scoring_loss(run, x, y, totals))
-    mask = dropout_mask(images, run.space.preset.last_channel, run.space.preset.dropout, drop)
+    mask = dropout_mask(images, run.features, run.space.preset.dropout, drop)
     rank_batch = None
     if plan.pair is not None:
         assert run.rank_batches is not None

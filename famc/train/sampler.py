@@ -82,7 +82,7 @@ class FlopsPrior:
             for b in range(self.buckets)
         ]  # fmt: skip
 
-    def _allowed(self) -> list[tuple[int, ...]]:
+    def _allowed(self) -> list[tuple[float, ...]]:
         """Allowed values of every gene, in ``SearchSpace.genes`` order."""
         v, m = self.view, self.space.preset.max_depth
         slots = [vals for k, e in zip(v.kernels, v.expands, strict=True) for vals in (k, e) * m]
@@ -100,10 +100,10 @@ class FlopsPrior:
         genes = [rng.choices(vals, weights=w)[0]
                  for vals, w in zip(self.allowed, self.weights[bucket], strict=True)]  # fmt: skip
         n, m = self.space.num_stages, self.space.preset.max_depth
-        depths, slots = genes[1 : 1 + n], genes[1 + n :]
-        ks = tuple(tuple(slots[2 * (s * m + i)] for i in range(depths[s])) for s in range(n))
+        depths, slots = [int(d) for d in genes[1 : 1 + n]], genes[1 + n :]
+        ks = tuple(tuple(int(slots[2 * (s * m + i)]) for i in range(depths[s])) for s in range(n))
         es = tuple(tuple(slots[2 * (s * m + i) + 1] for i in range(depths[s])) for s in range(n))
-        return Arch(ks=ks, e=es, resolution=genes[0])
+        return Arch(ks=ks, e=es, resolution=int(genes[0]))
 
     def sample(self, rng: random.Random, bucket: int, max_tries: int) -> tuple[Arch, bool]:
         """An architecture in ``bucket`` and True, or — after ``max_tries`` misses — the proposal

@@ -16,11 +16,14 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 from pydantic import Field
 
 from famc.io import Strict
 from famc.space import Arch, SearchSpace
+
+_Choice = TypeVar("_Choice", int, float)  # a gene's choices: depths and kernels int, expands float
 
 PerStage = int | list[int]
 
@@ -33,7 +36,7 @@ class Unlocked:
     resolutions: tuple[int, ...]
     depths: tuple[tuple[int, ...], ...]
     kernels: tuple[tuple[int, ...], ...]
-    expands: tuple[tuple[int, ...], ...]
+    expands: tuple[tuple[float, ...], ...]
 
     @classmethod
     def full(cls, space: SearchSpace) -> Unlocked:
@@ -45,14 +48,14 @@ class Unlocked:
         """Every gene uniformly from its allowed values; on the full space this draws exactly
         what ``SearchSpace.sample`` draws from the same generator state."""
         ks: list[tuple[int, ...]] = []
-        es: list[tuple[int, ...]] = []
+        es: list[tuple[float, ...]] = []
         for depths, kernels, expands in zip(self.depths, self.kernels, self.expands, strict=True):
             d = rng.choice(depths)
             ks.append(tuple(rng.choice(kernels) for _ in range(d)))
             es.append(tuple(rng.choice(expands) for _ in range(d)))
         return Arch(ks=tuple(ks), e=tuple(es), resolution=rng.choice(self.resolutions))
 
-    def _uniform(self, pick: Callable[[tuple[int, ...]], int]) -> Arch:
+    def _uniform(self, pick: Callable[[tuple[Any, ...]], Any]) -> Arch:
         stages = zip(self.depths, self.kernels, self.expands, strict=True)
         ks, es = zip(*(((pick(k),) * pick(d), (pick(e),) * pick(d)) for d, k, e in stages),
                      strict=True)  # fmt: skip
@@ -95,7 +98,7 @@ class Phase(Strict):
     def unlocked(self, space: SearchSpace) -> Unlocked:
         p, n = space.preset, space.num_stages
 
-        def above(choices: tuple[int, ...], gene: str) -> tuple[tuple[int, ...], ...]:
+        def above(choices: tuple[_Choice, ...], gene: str) -> tuple[tuple[_Choice, ...], ...]:
             return tuple(tuple(c for c in choices if c >= f) for f in self.floors(gene, n))
 
         return Unlocked(p.resolutions, above(p.depth_choices, "depth"),
@@ -112,7 +115,7 @@ def ps_phases(space: SearchSpace, last_stage_first: bool = False) -> list[Phase]
     depth unlocks completely in the first depth phase."""
     p, n = space.preset, space.num_stages
     k, d, e = max(p.kernel_choices), max(p.depth_choices), max(p.expand_choices)
-    rows: list[tuple[int, int, list[int], int]] = [(OFA_EPOCHS["largest"], k, [d] * n, e)]
+    rows: list[tuple[int, int, list[int], float]] = [(OFA_EPOCHS["largest"], k, [d] * n, e)]
     k = min(p.kernel_choices)
     rows.append((OFA_EPOCHS["kernel"], k, [d] * n, e))
     depths = sorted(p.depth_choices, reverse=True)[1:]
@@ -122,9 +125,11 @@ def ps_phases(space: SearchSpace, last_stage_first: bool = False) -> list[Phase]
             per_stage[-1] = min(p.depth_choices)
         rows.append((OFA_EPOCHS["last" if i == len(depths) - 1 else "step"], k, per_stage, e))
     expands = sorted(p.expand_choices, reverse=True)[1:]
-    for i, floor in enumerate(expands):
+    for i, e_floor in enumerate(expands):
         last = i == len(expands) - 1
-        rows.append((OFA_EPOCHS["last" if last else "step"], k, [min(p.depth_choices)] * n, floor))
+        rows.append(
+            (OFA_EPOCHS["last" if last else "step"], k, [min(p.depth_choices)] * n, e_floor)
+        )
     total = sum(r[0] for r in rows)
     done = 0
     phases = []
