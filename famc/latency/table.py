@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -222,7 +223,7 @@ class LatencyTable(_Strict):
             self._raise_missing(missing, f"space {space.name}")
         small = space.smallest()
         floor = min(
-            self.predict(Arch(small.ks, small.e, r), space) for r in space.preset.resolutions
+            self.predict(replace(small, resolution=r), space) for r in space.preset.resolutions
         )
         if floor <= 0:
             raise FamcError(
