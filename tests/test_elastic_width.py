@@ -15,7 +15,8 @@ from famc.latency import all_signatures
 from famc.space import Arch, SearchSpace, describe, flops, get_space, params
 from famc.space.presets import _an_stage, _attentivenas, _ofa_resnet
 from famc.supernet import build_supernet
-from tests.test_supernet import _hook_count, _randomise_bn
+from tests.bn import randomise_bn
+from tests.test_supernet import _hook_count
 
 NEW = ["fashion-resnet", "fashion-attentivenas"]
 
@@ -89,7 +90,7 @@ def test_containing_member_holds_the_smaller_ones_weights(name):
     torch.manual_seed(0)
     space = get_space(name)
     net = build_supernet(space)
-    _randomise_bn(net, 1)
+    randomise_bn(net, 1)
     rng = random.Random(1)
     exceptions = 0
     for _ in range(12):
@@ -118,7 +119,7 @@ def test_extract_equals_supernet_and_costs_equal_hooks(name):
     torch.manual_seed(0)
     space = get_space(name)
     net = build_supernet(space)
-    _randomise_bn(net, 2)
+    randomise_bn(net, 2)
     net.eval()
     rng = random.Random(0)
     for arch in [space.largest(), space.smallest()] + [space.sample(rng) for _ in range(12)]:
@@ -183,7 +184,7 @@ def test_odd_sizes_and_skipped_stages_run(name):
     torch.manual_seed(0)
     space = SearchSpace(TINY[name])
     net = build_supernet(space)
-    _randomise_bn(net, 3)
+    randomise_bn(net, 3)
     net.eval()
     for arch in random.Random(0).sample(_every_arch(space), 30):
         x = torch.randn(2, 1, arch.resolution, arch.resolution)

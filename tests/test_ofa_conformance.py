@@ -10,22 +10,8 @@ from torch import nn
 
 from famc.space import flops, get_space, params
 from famc.supernet import build_supernet, load_checkpoint, recalibrate
+from tests.bn import randomise_bn
 from tests.ofa_reference import import_ofa
-
-
-def _randomise(net: nn.Module, seed: int) -> None:
-    """Non-trivial weights everywhere: random transform matrices, BN affine and statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if name.endswith("_matrix"):
-                p.add_(0.1 * torch.randn(p.shape, generator=g))
-            elif p.dim() == 1:
-                p.copy_(0.5 + torch.rand(p.shape, generator=g))
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
 
 
 @pytest.fixture(scope="module", params=[1.2, 1.0], ids=["w1.2", "w1.0"])
@@ -37,7 +23,7 @@ def pair(request, tmp_path_factory):
         n_classes=1000, dropout_rate=0, width_mult=width, ks_list=[3, 5, 7],
         expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4],
     )  # fmt: skip
-    _randomise(ofa, seed=1)
+    randomise_bn(ofa, seed=1)
     ofa.eval()
     path = tmp_path_factory.mktemp("ofa") / f"ofa_w{width}.pth"
     torch.save(ofa.state_dict(), path)  # OFA's own key spelling (.bn.bn., .conv.conv.)

@@ -11,19 +11,8 @@ from torch import nn
 from famc.space import flops, get_space, params
 from famc.supernet import build_supernet, load_checkpoint
 from famc.supernet.checkpoint import normalise_key
+from tests.bn import randomise_bn
 from tests.ofa_reference import import_ofa_resnets
-
-
-def _randomise(net: nn.Module, seed: int) -> None:
-    """Non-trivial BN everywhere: random affine parameters and running statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +21,7 @@ def pair(tmp_path_factory):
     torch.manual_seed(0)
     ofa = OFAResNets(n_classes=1000, dropout_rate=0, depth_list=[0, 1, 2],
                      expand_ratio_list=[0.2, 0.25, 0.35], width_mult_list=[0.65, 0.8, 1.0])  # fmt: skip
-    _randomise(ofa, seed=1)
+    randomise_bn(ofa, seed=1)
     ofa.eval()
     path = tmp_path_factory.mktemp("ofa") / "ofa_resnet50.pth"
     torch.save(ofa.state_dict(), path)  # OFA's own key spelling (.bn.bn., .conv.conv.)

@@ -11,17 +11,7 @@ from torch import nn
 from famc.errors import FamcError
 from famc.space import flops, get_space, params
 from famc.supernet import build_supernet, load_checkpoint, recalibrate, save_checkpoint
-
-
-def _randomise_bn(net: nn.Module, seed: int) -> None:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
-                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-                m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=g))
-                m.running_var.copy_(0.5 + torch.rand(m.running_var.shape, generator=g))
+from tests.bn import randomise_bn
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +19,7 @@ def fashion():
     torch.manual_seed(0)
     space = get_space("fashion-mbv3")
     net = build_supernet(space)
-    _randomise_bn(net, 1)
+    randomise_bn(net, 1)
     return space, net.eval()
 
 
@@ -39,7 +29,7 @@ def test_extract_equals_supernet_with_arch_active(name):
     torch.manual_seed(0)
     space = get_space(name)
     net = build_supernet(space)
-    _randomise_bn(net, 2)
+    randomise_bn(net, 2)
     if space.preset.kernel_transform == "matrix":
         for n, p in net.named_parameters():
             if n.endswith("_matrix"):
