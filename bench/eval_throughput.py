@@ -55,7 +55,10 @@ def main() -> None:
 
     OFAMobileNetV3, set_running_statistics = import_ofa()
     base = get_space("ofa-mbv3-w1.0")
-    space = SearchSpace(dataclasses.replace(base.preset, num_classes=10, resolutions=(RES,)))
+    head = base.preset.head[:-1] + (dataclasses.replace(base.preset.head[-1], out_c=10),)
+    space = SearchSpace(
+        dataclasses.replace(base.preset, num_classes=10, head=head, resolutions=(RES,))
+    )
     torch.manual_seed(0)
     ofa = OFAMobileNetV3(n_classes=10, dropout_rate=0, width_mult=1.0, ks_list=[3, 5, 7],
                          expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])  # fmt: skip
@@ -63,7 +66,7 @@ def main() -> None:
     net = build_supernet(space)
     from famc.supernet.checkpoint import normalise_key
 
-    net.load_state_dict({normalise_key(k): v for k, v in ofa.state_dict().items()})
+    net.load_state_dict({normalise_key(k, space.preset): v for k, v in ofa.state_dict().items()})
     net.eval()
 
     data = load_dataset("fashion-mnist")
