@@ -36,7 +36,7 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
     ev = CachedEvaluation(p)
     for note in [*p.notes, *ev.notes()]:
         log(note)
-    families = search(p, ev.search_vector, reporter or Reporter("off"))
+    families = search(p, ev.search_vectors, reporter or Reporter("off"))
     evaluated = evaluate(p, families, ev, log)
     with staged_directory(out_dir) as tmp:
         shipped = ship(p, evaluated, ev, tmp, log)
