@@ -36,11 +36,17 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
     ev = CachedEvaluation(p)
     for note in [*p.notes, *ev.notes()]:
         log(note)
+    t = time.perf_counter()
     families = search(p, ev.search_vectors, reporter or Reporter("off"))
+    log(f"search: {families.describe()}; {ev.evaluated} evaluations run, {ev.cache.hits} from "
+        f"the cache, in {time.perf_counter() - t:.0f} s")  # fmt: skip
+    t = time.perf_counter()
     evaluated = evaluate(p, families, ev, log)
     with staged_directory(out_dir) as tmp:
         shipped = ship(p, evaluated, ev, tmp, log)
         manifest = report(p, families, evaluated, ev, shipped, tmp, gates=gates, started=started)
+    log(f"test split, exports, latency and report in {time.perf_counter() - t:.0f} s; "
+        f"{time.perf_counter() - started:.0f} s in all")  # fmt: skip
     for host_note in dict.fromkeys(
         m.latency_ms.note for m in manifest.members if m.latency_ms.note
     ):

@@ -66,6 +66,8 @@ class EvaluationConfig(Strict):
     batch_size: int = Field(500, gt=0)
     bn_convention: BNConventionName = "ofa"
     cache_dir: str | None = None  # default: $FAMC_CACHE_DIR/evals or ~/.cache/famc/evals
+    device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: cuda when the host has one
+    amp: bool = False  # float16 autocast for prediction on cuda (parity: README)
 
 
 class PrescreenConfig(Strict):

@@ -60,7 +60,7 @@ def _ship_member(p: Prepared, m: MemberResult, ev: CachedEvaluation, out_dir: Pa
                  log: Callable[[str], None]) -> ShippedMember:  # fmt: skip
     arch, plan = m.found.best.arch, m.plan
     directory = out_dir / "members" / plan.name
-    model = with_memory_format(ev.evaluator.model(arch), torch.contiguous_format)
+    model = with_memory_format(ev.evaluator.model(arch).cpu(), torch.contiguous_format)
     pre = preprocessing(p, arch.resolution)
     info = MemberInfo(space=p.space.name, arch=arch.to_dict(), preprocessing=pre, data=p.cfg.data)
     write_member(directory, info, model)

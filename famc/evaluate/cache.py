@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from famc.evaluate.engine import Evaluator
+from famc.evaluate.engine import Evaluator, resolve_device
 from famc.metrics import pack_correct, unpack_correct
 from famc.prepare import Prepared
 from famc.search.race import Race
@@ -128,14 +128,18 @@ class CachedEvaluation:
 
     def __init__(self, p: Prepared) -> None:
         ev = p.cfg.evaluation
+        device = resolve_device(ev.device)
         self.evaluator = Evaluator(p.net, p.calib, p.data.mean, p.data.std,
                                    batch_size=ev.batch_size,
-                                   bn_convention=ev.bn_convention)  # type: ignore[arg-type]  # fmt: skip
+                                   bn_convention=ev.bn_convention,  # type: ignore[arg-type]
+                                   device=device, amp=ev.amp)  # fmt: skip
         fingerprint, sha = p.inputs.data_fingerprint, p.inputs.supernet_sha256
         self.context = (
             f"famc-eval-v2|{sha}|{fingerprint}|bn={ev.bn_convention}"
             f"|calib={len(p.calib)}|batch={ev.batch_size}"
         )
+        if device.type != "cpu":  # other numerics: results of their own
+            self.context += f"|device={device.type}{'+amp' if ev.amp else ''}"
         cache_dir = Path(ev.cache_dir) if ev.cache_dir else default_cache_dir()
         self.cache_path = cache_dir / f"{p.space.name}-{sha[:12]}-{fingerprint[:12]}.jsonl"
         self.cache = ResultCache(self.cache_path)

@@ -7,6 +7,7 @@ architectures: resizing and normalising is otherwise a large share of evaluation
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,8 +34,25 @@ from famc.supernet.bn import BN_CONVENTIONS
 from famc.supernet.checkpoint import read_state_dict
 
 
+def resolve_device(name: str) -> torch.device:
+    """``cpu``, ``cuda`` or ``auto`` (cuda when this host has one) as a torch device; asking for
+    cuda on a host without one is a clear error, not a silent CPU run."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FamcError(
+            "evaluation.device is `cuda` but this host has no CUDA device (torch "
+            f"{torch.__version__}): use `cpu` or `auto`, or run on a GPU host"
+        )
+    return torch.device(name)
+
+
 class Evaluator:
-    """Evaluates architectures of one supernet on fixed calibration data."""
+    """Evaluates architectures of one supernet on fixed calibration data.
+
+    On a CUDA ``device`` the supernet, the prepared inputs and every sub-network live on the GPU;
+    ``amp`` runs prediction (not calibration) under float16 autocast. Vectors come back on the CPU.
+    """
 
     def __init__(
         self,
@@ -45,12 +63,19 @@ class Evaluator:
         *,
         batch_size: int = 500,
         bn_convention: BNConvention = "ofa",
+        device: torch.device | str = "cpu",
+        amp: bool = False,
     ) -> None:
-        self.net = net
+        self.device = torch.device(device)
+        if amp and self.device.type != "cuda":
+            raise FamcError("evaluation.amp needs evaluation.device `cuda`: set amp: false on CPU")
+        # a copy on the GPU: the caller's CPU supernet stays where exporters expect it
+        self.net = net if self.device.type == "cpu" else copy.deepcopy(net).to(self.device)
         self.calib = calib
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_size = batch_size
         self.bn_convention: BNConvention = bn_convention
+        self.amp = amp
         self._prepared: dict[tuple[int, int], list[torch.Tensor]] = {}
 
     def inputs(self, images: ImageSet, resolution: int) -> list[torch.Tensor]:
@@ -58,7 +83,7 @@ class Evaluator:
         key = (id(images), resolution)
         if key not in self._prepared:
             self._prepared[key] = [
-                to_input(x, resolution, self.mean, self.std, channels_last=True)
+                to_input(x.to(self.device), resolution, self.mean, self.std, channels_last=True)
                 for x, _ in images.batches(self.batch_size)
             ]
         return self._prepared[key]
@@ -79,7 +104,8 @@ class Evaluator:
             raise ValueError(f"slice {start}:{stop} is not aligned to batches of {b}")
         model.eval()
         batches = self.inputs(images, resolution)[start // b : -(-stop // b)]
-        return torch.cat([model(x) for x in batches])
+        with torch.autocast(self.device.type, torch.float16, enabled=self.amp):
+            return torch.cat([model(x).float() for x in batches])
 
     def correct(self, arch: Arch, images: ImageSet, race: Race | None = None,
                 done: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
@@ -94,7 +120,8 @@ class Evaluator:
         model = fold_bn(self.model(arch))
 
         def run(a: int, b: int) -> torch.Tensor:
-            return self.logits(model, images, arch.resolution, a, b).argmax(1) == images.labels[a:b]
+            predicted = self.logits(model, images, arch.resolution, a, b).argmax(1).cpu()
+            return predicted == images.labels[a:b]
 
         vec = torch.cat([have, run(have.numel(), stop)])
         if stop < n and (race is None or race.keep_going(vec)):

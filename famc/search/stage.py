@@ -21,6 +21,13 @@ class Families:
     regnas: list[FoundMember]
     baseline: list[FoundMember] | None
 
+    def describe(self) -> str:
+        """How many candidates the searches scored, and how many a race stopped early."""
+        traces = [m.trace for m in self.regnas + (self.baseline or [])]
+        n = sum(len(t) for t in traces)
+        stopped = sum(c.score.partial for t in traces for c in t)
+        return f"{n} candidates scored, {stopped} stopped early by racing"
+
 
 def constraint(p: Prepared, plan: MemberPlan) -> Constraint:
     """``plan``'s budget as a search constraint on its own cost model."""
