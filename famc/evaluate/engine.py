@@ -3,6 +3,8 @@
 Every accuracy/flip metric famc reports derives from these correctness vectors, so a model is run
 once per split and never again. Inputs are prepared once per (split, resolution) and reused across
 architectures: resizing and normalising is otherwise a large share of evaluation time on CPU.
+They are prepared on the supernet's device (a GPU after ``device: cuda`` training); the correctness
+vectors always come back to the CPU.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 from famc.data import DataConfig, DataSplits, ImageSet, to_input
+from famc.device import to_device
 from famc.errors import FamcError
 from famc.io import first_line
 from famc.space import Arch, SearchSpace, get_space
@@ -33,7 +36,8 @@ from famc.supernet.checkpoint import read_state_dict
 
 
 class Evaluator:
-    """Evaluates architectures of one supernet on fixed calibration data."""
+    """Evaluates architectures of one supernet on fixed calibration data, on the supernet's
+    device."""
 
     def __init__(
         self,
@@ -50,6 +54,7 @@ class Evaluator:
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_size = batch_size
         self.bn_convention: BNConvention = bn_convention
+        self.device = next(net.parameters()).device
         self._prepared: dict[tuple[int, int], list[torch.Tensor]] = {}
 
     def inputs(self, images: ImageSet, resolution: int) -> list[torch.Tensor]:
@@ -57,7 +62,9 @@ class Evaluator:
         key = (id(images), resolution)
         if key not in self._prepared:
             self._prepared[key] = [
-                to_input(x, resolution, self.mean, self.std, channels_last=True)
+                to_input(
+                    to_device(x, self.device), resolution, self.mean, self.std, channels_last=True
+                )
                 for x, _ in images.batches(self.batch_size)
             ]
         return self._prepared[key]
@@ -75,7 +82,7 @@ class Evaluator:
     def correct(self, arch: Arch, images: ImageSet) -> torch.Tensor:
         """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right."""
         logits = self.logits(fold_bn(self.model(arch)), images, arch.resolution)
-        return logits.argmax(1) == images.labels
+        return logits.argmax(1).cpu() == images.labels
 
 
 @dataclass(frozen=True)
