@@ -234,4 +234,9 @@ def run(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the file holds every finished architecture; a rerun goes on
+        print("interrupted: the architecture in progress is lost; run again to continue",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(130)
