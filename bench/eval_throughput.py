@@ -69,6 +69,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--generations", type=int, default=4, help="part 2 (0: skip it)")
     ap.add_argument("--race-images", type=int, default=1000)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: both loops run there")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -81,7 +82,7 @@ def main() -> None:
     torch.manual_seed(0)
     ofa = OFAMobileNetV3(n_classes=10, dropout_rate=0, width_mult=1.0, ks_list=[3, 5, 7],
                          expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4])  # fmt: skip
-    ofa.eval()
+    ofa.eval().to(args.device)
     net = build_supernet(space)
     from famc.supernet.checkpoint import normalise_key
 
@@ -96,7 +97,7 @@ def main() -> None:
     archs = [space.sample(rng) for _ in range(args.archs)]
 
     # --- famc ---------------------------------------------------------------------------------
-    ev = Evaluator(net, calib, mean, std, batch_size=args.batch)
+    ev = Evaluator(net, calib, mean, std, batch_size=args.batch, device=args.device)
     t0 = time.perf_counter()
     famc_top1 = [top1(ev.correct(a, test)) for a in archs]
     famc_s = time.perf_counter() - t0
@@ -107,7 +108,7 @@ def main() -> None:
             x = (x.float() / 255 - torch.tensor(mean)[:, None, None]) / torch.tensor(std)[
                 :, None, None
             ]
-            yield x, y
+            yield x.to(args.device), y.to(args.device)
 
     calib_batches = list(batches(calib))  # OFA's data loader would decode per pass; we help it
     test_batches = list(batches(test))
@@ -116,11 +117,11 @@ def main() -> None:
     for a in archs:
         cfg = space.to_ofa(a)
         ofa.set_active_subnet(ks=cfg["ks"], e=cfg["e"], d=cfg["d"])
-        sub = ofa.get_active_subnet(preserve_weight=True)
+        sub = ofa.get_active_subnet(preserve_weight=True).to(args.device)
         set_running_statistics(sub, calib_batches)
         sub.eval()
         with torch.no_grad():
-            correct = torch.cat([sub(x).argmax(1) == y for x, y in test_batches])
+            correct = torch.cat([sub(x).argmax(1) == y for x, y in test_batches]).cpu()
         ofa_top1.append(top1(correct))
     ofa_s = time.perf_counter() - t0
 
@@ -139,7 +140,7 @@ def main() -> None:
               f"{total:.1f}x (target >= 10x) {'OK' if total >= 10 else 'FAIL'}")  # fmt: skip
 
 
-def _example_config(tmp: Path, generations: int, race_images: int | None) -> Path:
+def _example_config(tmp: Path, generations: int, race_images: int | None, device: str) -> Path:
     """The example's config, cold cache, edge + server only, no baseline; racing on or off."""
     cfg = yaml.safe_load(EXAMPLE.read_text())
     cfg["supernet"] = str(EXAMPLE.parent / cfg["supernet"])
@@ -148,6 +149,7 @@ def _example_config(tmp: Path, generations: int, race_images: int | None) -> Pat
     cfg["members"] = cfg["members"][:2]
     cfg["evaluation"].pop("search_images", None)
     cfg["evaluation"]["cache_dir"] = str(tmp / f"cache-{race_images}")
+    cfg["evaluation"]["device"] = device
     cfg["search"].update(generations=generations, baseline="none")
     cfg["search"]["racing"] = None if race_images is None else {"images": race_images}
     path = tmp / f"family-{race_images}.yaml"
@@ -160,7 +162,7 @@ def search_workload(args: argparse.Namespace) -> float:
     runs = {}
     with tempfile.TemporaryDirectory(prefix="famc-bench-") as tmp:
         for race in (None, args.race_images):
-            p = prepare(_example_config(Path(tmp), args.generations, race))
+            p = prepare(_example_config(Path(tmp), args.generations, race, args.device))
             ev = CachedEvaluation(p)
             t0 = time.perf_counter()
             fam = search(p, ev.search_vectors, Reporter("off")).regnas

@@ -12,7 +12,13 @@ recipe, in sequence in this one process. The output JSON is rewritten atomically
 ``os.replace``) after every architecture, so a kill loses at most the one in progress, and
 ``--resume`` (the default) skips architectures already in the file.
 
-Run: ``.venv/bin/python bench/standalone_truth.py --out runs/standalone.json [--epochs E] [--n 24]``.
+``--device cuda`` (or ``auto``) trains on a GPU: same initial weights and batches, other numerics,
+so every result records the ``device`` and ``torch_version`` it was trained with (results of files
+written before this field existed were trained on the CPU with the file's ``torch``). The device is
+not part of the recipe: a CPU-made partial file resumes on a GPU and keeps its results.
+
+Run: ``.venv/bin/python bench/standalone_truth.py --out runs/standalone.json [--epochs E] [--n 24]
+[--device cuda]``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import famc  # noqa: E402
 from famc.data import load_dataset  # noqa: E402
+from famc.device import DEVICES, resolve_device  # noqa: E402
+from famc.errors import FamcError  # noqa: E402
 from famc.space import Arch, SearchSpace, flops, get_space  # noqa: E402
 from famc.train.standalone import StandaloneRecipe, train_standalone  # noqa: E402
 
@@ -118,7 +126,8 @@ def load_previous(
             f"error: {path} was made with recipe {prev.get('recipe')}, not {recipe.to_dict()}: "
             f"pass the same options, another --out, or --no-resume to start over"
         )
-    done = {arch_key(r["arch"]): r for r in prev.get("results", [])}
+    old = {"device": "cpu", "torch_version": prev.get("torch", "")}  # before results recorded it
+    done = {arch_key(r["arch"]): {**old, **r} for r in prev.get("results", [])}
     extra = set(done) - {arch_key(a.to_dict()) for a in planned}
     if extra:
         sys.exit(
@@ -139,6 +148,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=defaults.epochs)
     ap.add_argument("--n", type=int, default=24, help="number of architectures")
     ap.add_argument("--threads", type=int, default=defaults.threads)
+    ap.add_argument("--device", choices=DEVICES, default="cpu", help="cuda, or auto: a GPU if any")
     ap.add_argument(
         "--resume",
         action=argparse.BooleanOptionalAction,
@@ -150,6 +160,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    try:
+        device = resolve_device(args.device, "--device", "pass --device cpu, or --device auto")
+    except FamcError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     recipe = StandaloneRecipe(epochs=args.epochs, threads=args.threads)
     space = get_space(SPACE)
     archs = select_archs(space, args.n)
@@ -172,8 +187,9 @@ def main(argv: list[str] | None = None) -> None:
         "wall_seconds": float(prev_wall),
     }
     data = load_dataset(DATASET, search_size=10000, calib_size=2000, seed=0)
-    print(f"{len(archs)} architectures ({len(done)} already done), recipe {recipe}", flush=True)
-    run(space, archs, data, recipe, doc, done, args.out)
+    print(f"{len(archs)} architectures ({len(done)} already done) on {device}, recipe {recipe}",
+          flush=True)  # fmt: skip
+    run(space, archs, data, recipe, doc, done, args.out, args.device)
 
 
 def run(
@@ -184,6 +200,7 @@ def run(
     doc: dict[str, Any],
     done: dict[str, dict[str, Any]],
     out: Path,
+    device: str = "cpu",
 ) -> None:
     """Train every architecture not in ``done``, rewriting ``out`` after each one."""
     start, base = time.perf_counter(), doc["wall_seconds"]
@@ -205,7 +222,7 @@ def run(
                 flush=True,
             )
 
-        result = train_standalone(space, arch, data, recipe, log=progress).to_dict()
+        result = train_standalone(space, arch, data, recipe, log=progress, device=device).to_dict()
         doc["results"].append(result)
         doc["wall_seconds"] = round(base + time.perf_counter() - start, 1)
         write_json_atomic(out, doc)
@@ -217,4 +234,9 @@ def run(
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the file holds every finished architecture; a rerun goes on
+        print("interrupted: the architecture in progress is lost; run again to continue",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(130)

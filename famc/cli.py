@@ -101,6 +101,9 @@ def train(
             help="stand-alone truth file: add ranking figures to the metrics (overrides eval.truth)"
         ),
     ] = None,  # fmt: skip
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or auto: where to train (overrides `device`)")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show progress (bars, or lines in a log)")] = True,
 ) -> None:
     """Train a supernet with the sandwich rule and in-place distillation (plus the configured
@@ -108,7 +111,7 @@ def train(
     from famc.train import load_train_config
     from famc.train import train as run_train
 
-    cfg = load_train_config(config)
+    cfg = load_train_config(config, device=device)
     if out is not None:
         cfg = cfg.model_copy(update={"out": str(out)})
     if truth is not None:

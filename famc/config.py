@@ -20,6 +20,7 @@ from pydantic import (
 
 from famc.cost import COST_MODELS, CostModel
 from famc.data import DataConfig
+from famc.device import DeviceName
 from famc.io import Strict, known, load_yaml
 from famc.space import PRESETS
 from famc.supernet import BN_CONVENTIONS
@@ -66,7 +67,7 @@ class EvaluationConfig(Strict):
     batch_size: int = Field(500, gt=0)
     bn_convention: BNConventionName = "ofa"
     cache_dir: str | None = None  # default: $FAMC_CACHE_DIR/evals or ~/.cache/famc/evals
-    device: Literal["cpu", "cuda", "auto"] = "cpu"  # auto: cuda when the host has one
+    device: DeviceName = "cpu"  # auto: cuda when the host has one
     amp: bool = False  # float16 autocast for prediction on cuda (parity: README)
 
 

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from famc.data import load_dataset
+from famc.device import resolve_device
 from famc.errors import FamcError
-from famc.evaluate.engine import Evaluator, resolve_device
+from famc.evaluate.engine import Evaluator
 from famc.search.race import Race
 from famc.space import get_space
 from famc.supernet import build_supernet, fold_bn, load_checkpoint
@@ -136,9 +137,9 @@ def test_cuda_is_refused_clearly_where_there_is_none(setup):
     net, data, calib, _, _, _ = setup
     if torch.cuda.is_available():
         pytest.skip("this host has CUDA: the refusal applies to CPU-only hosts")
-    with pytest.raises(FamcError, match="evaluation.device is `cuda` but this host has no CUDA"):
-        resolve_device("cuda")
-    assert resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(FamcError, match="evaluation.device: CUDA is not available here"):
+        resolve_device("cuda", "evaluation.device", "use cpu")
+    assert resolve_device("auto", "evaluation.device", "use cpu") == torch.device("cpu")
     with pytest.raises(FamcError, match="evaluation.amp needs evaluation.device `cuda`"):
         Evaluator(net, calib, data.mean, data.std, amp=True)
 

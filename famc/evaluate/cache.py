@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from famc.evaluate.engine import Evaluator, resolve_device
+from famc.device import resolve_device
+from famc.evaluate.engine import Evaluator
 from famc.metrics import pack_correct, unpack_correct
 from famc.prepare import Prepared
 from famc.search.race import Race
@@ -128,7 +129,9 @@ class CachedEvaluation:
 
     def __init__(self, p: Prepared) -> None:
         ev = p.cfg.evaluation
-        device = resolve_device(ev.device)
+        device = resolve_device(
+            ev.device, "evaluation.device", "use `cpu` or `auto`, or run on a GPU host"
+        )
         self.evaluator = Evaluator(p.net, p.calib, p.data.mean, p.data.std,
                                    batch_size=ev.batch_size,
                                    bn_convention=ev.bn_convention,  # type: ignore[arg-type]

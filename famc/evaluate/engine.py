@@ -3,6 +3,8 @@
 Every accuracy/flip metric famc reports derives from these correctness vectors, so a model is run
 once per split and never again. Inputs are prepared once per (split, resolution) and reused across
 architectures: resizing and normalising is otherwise a large share of evaluation time on CPU.
+They are prepared on the supernet's device (a GPU after ``device: cuda`` training); the correctness
+vectors always come back to the CPU.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from famc.data import DataConfig, DataSplits, ImageSet, to_input
+from famc.device import to_device
 from famc.errors import FamcError
 from famc.io import first_line
 from famc.search.race import Race
@@ -32,19 +35,6 @@ from famc.supernet import (
 )
 from famc.supernet.bn import BN_CONVENTIONS
 from famc.supernet.checkpoint import read_state_dict
-
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu``, ``cuda`` or ``auto`` (cuda when this host has one) as a torch device; asking for
-    cuda on a host without one is a clear error, not a silent CPU run."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise FamcError(
-            "evaluation.device is `cuda` but this host has no CUDA device (torch "
-            f"{torch.__version__}): use `cpu` or `auto`, or run on a GPU host"
-        )
-    return torch.device(name)
 
 
 class Evaluator:
@@ -63,14 +53,16 @@ class Evaluator:
         *,
         batch_size: int = 500,
         bn_convention: BNConvention = "ofa",
-        device: torch.device | str = "cpu",
+        device: torch.device | str | None = None,
         amp: bool = False,
     ) -> None:
-        self.device = torch.device(device)
+        # default: where the supernet already is (training evaluates on its own device)
+        self.device = torch.device(device) if device else next(net.parameters()).device
         if amp and self.device.type != "cuda":
             raise FamcError("evaluation.amp needs evaluation.device `cuda`: set amp: false on CPU")
         # a copy on the GPU: the caller's CPU supernet stays where exporters expect it
-        self.net = net if self.device.type == "cpu" else copy.deepcopy(net).to(self.device)
+        on = next(net.parameters()).device
+        self.net = net if on == self.device else copy.deepcopy(net).to(self.device)
         self.calib = calib
         self.mean, self.std = tuple(mean), tuple(std)
         self.batch_size = batch_size
@@ -83,7 +75,9 @@ class Evaluator:
         key = (id(images), resolution)
         if key not in self._prepared:
             self._prepared[key] = [
-                to_input(x.to(self.device), resolution, self.mean, self.std, channels_last=True)
+                to_input(
+                    to_device(x, self.device), resolution, self.mean, self.std, channels_last=True
+                )
                 for x, _ in images.batches(self.batch_size)
             ]
         return self._prepared[key]

@@ -13,10 +13,13 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 
 from famc.config import BNConventionName, PresetName, resolve, resolve_data
 from famc.data import DataConfig
+from famc.device import DeviceName, resolve_device
 from famc.io import Strict, known, load_yaml
 from famc.space import get_space
 from famc.train.sampler import SAMPLERS
 from famc.train.schedule import SCHEDULES, Phase, check_phases
+
+DEVICE_FIX = "set `device: cpu`, or `device: auto` to use a GPU only where there is one"
 
 
 class OptimizerConfig(Strict):
@@ -129,6 +132,7 @@ class TrainConfig(Strict):
     eval: EvalConfig = EvalConfig()
     seed: int = 0
     threads: int | None = Field(None, gt=0)
+    device: DeviceName = "cpu"  # cuda | auto (cuda where available); see famc.device
     max_steps_per_epoch: int | None = Field(None, gt=0)  # tiny CI runs
 
     @field_validator("attentive")
@@ -171,7 +175,10 @@ class TrainConfig(Strict):
         return v
 
 
-def load_train_config(path: Path | str) -> TrainConfig:
+def load_train_config(path: Path | str, device: str | None = None) -> TrainConfig:
+    """The config at ``path`` with its paths made absolute; ``device`` (``--device``) replaces the
+    config's. A device this host lacks fails here, naming where it was asked for, not at train
+    time after the data has loaded."""
     cfg = load_yaml(TrainConfig, path, "train config")
     base = Path(path).resolve().parent
     update: dict[str, Any] = {"init": resolve(base, cfg.init), "data": resolve_data(base, cfg.data),
@@ -185,4 +192,9 @@ def load_train_config(path: Path | str) -> TrainConfig:
         update["landmarks"] = cfg.landmarks.model_copy(
             update={"truth": resolve(base, cfg.landmarks.truth)}
         )
+    if device is None:
+        resolve_device(cfg.device, f"{path}: invalid train config: field `device`", DEVICE_FIX)
+    else:
+        resolve_device(device, "--device", "pass --device cpu, or --device auto")
+        update["device"] = device
     return cfg.model_copy(update=update)

@@ -14,6 +14,13 @@ decision a method takes from losses uses losses averaged over ranks, so all rank
 Reproducibility: every epoch reseeds its own generators from ``(seed, epoch)`` and the methods' state
 is checkpointed, so a run resumed from an epoch checkpoint continues exactly as an uninterrupted one;
 a run stopped mid-epoch by ``max_steps`` also saves its generators' states and resumes exactly.
+
+Devices (``device: cpu | cuda | auto``): the model, the batches and every forward (training,
+attentive scoring, landmark hinge, BN re-calibration, evaluation) run on the chosen device; the
+data and every generator stay on the CPU, so the sampled architectures and batches do not depend
+on the device, but GPU numerics differ from CPU ones (see ``famc.device``). Checkpoints hold CPU
+tensors, so a run trained on a GPU loads and resumes on a CPU host and vice versa. Under torchrun
+on CUDA each rank drives ``cuda:LOCAL_RANK`` and the ranks use NCCL; on the CPU, gloo.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from torch import nn
 
 from famc import __version__
 from famc.data import DataSplits, ImageSet, to_input
+from famc.device import device_label, resolve_device, to_device
 from famc.errors import FamcError
 from famc.evaluate.engine import Evaluator
 from famc.evaluate.rank import LANDMARKS_KEY, Truth, rank_supernet
@@ -51,7 +59,7 @@ from famc.supernet import (
     save_checkpoint,
     with_memory_format,
 )
-from famc.train.config import TrainConfig
+from famc.train.config import DEVICE_FIX, TrainConfig
 from famc.train.landmarks import RankBatches, holdout_split
 from famc.train.methods import Methods, StepPlan
 from famc.train.optim import lr_at, param_groups
@@ -140,13 +148,18 @@ def dropout_mask(batch: int, features: int, p: float, gen: torch.Generator) -> t
 
 
 class _Dist:
-    """Rank/world from torchrun's environment; a single process otherwise."""
+    """Rank/world from torchrun's environment (a single process otherwise), and this process's
+    device: on CUDA, the GPU of its ``LOCAL_RANK`` with NCCL between ranks; on the CPU, gloo."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: torch.device) -> None:
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
+        self.device = device
+        if device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
         if self.world > 1 and not dist.is_initialized():
-            dist.init_process_group("gloo")
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
     @property
     def main(self) -> bool:
@@ -283,8 +296,8 @@ class _Run:
 
 def _setup(cfg: TrainConfig, resume: bool, force: bool) -> _Run:
     """Data, supernet, optimizer and methods (restored on ``resume``) and the step module
-    (DDP-wrapped)."""
-    ctx = _Dist()
+    (DDP-wrapped), on the config's device."""
+    ctx = _Dist(resolve_device(cfg.device, "train config: field `device`", DEVICE_FIX))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -315,10 +328,12 @@ def _setup(cfg: TrainConfig, resume: bool, force: bool) -> _Run:
                             f"this config ({first_line(exc)}); {RESTART}") from None  # fmt: skip
     elif cfg.init:
         load_checkpoint(net, cfg.init)
-    net = with_memory_format(net, torch.channels_last)
+    net = with_memory_format(net.to(ctx.device), torch.channels_last)
     step_module: nn.Module = SandwichStep(net)
     if ctx.world > 1:
-        step_module = nn.parallel.DistributedDataParallel(step_module, find_unused_parameters=True)
+        ids = None if ctx.device.type == "cpu" else [ctx.device]
+        step_module = nn.parallel.DistributedDataParallel(step_module, device_ids=ids,
+                                                          find_unused_parameters=True)  # fmt: skip
     opt = torch.optim.SGD(
         param_groups(net, cfg.optimizer.weight_decay), lr=cfg.optimizer.lr,
         momentum=cfg.optimizer.momentum, nesterov=cfg.optimizer.nesterov,
@@ -370,17 +385,18 @@ def _step(
     cfg, data, (x, y) = run.cfg, run.data, batch
     for group in run.opt.param_groups:
         group["lr"] = lr_at(run.step, run.total_steps, warmup, cfg.optimizer.lr)
-    shard = slice(run.ctx.rank, None, run.ctx.world)
-    x, y, images = x[shard], y[shard], len(y)
+    shard, dev = slice(run.ctx.rank, None, run.ctx.world), run.ctx.device
+    x, y, images = to_device(x[shard], dev), to_device(y[shard], dev), len(y)
     plan = run.methods.plan(run.step, rng, _scoring_loss(run, x, y, totals))
     mask = dropout_mask(images, run.features, run.space.preset.dropout, drop)
     rank_batch = None
     if plan.pair is not None:
         assert run.rank_batches is not None
         rx, ry = run.rank_batches(run.step)
-        rank_batch = (rx[shard], ry[shard])
+        rank_batch = (to_device(rx[shard], dev), to_device(ry[shard], dev))
+    mask = None if mask is None else to_device(mask[shard], dev)
     loss, parts, hinge = run.step_module(x, y, plan, data.mean, data.std, cfg.label_smoothing,
-                                         None if mask is None else mask[shard], rank_batch)  # fmt: skip
+                                         mask, rank_batch)  # fmt: skip
     run.opt.zero_grad(set_to_none=True)
     loss.backward()
     run.opt.step()
@@ -504,19 +520,32 @@ def _checkpoint(run: _Run, cursor: dict[str, Any] | None) -> None:
     """Weights first, then the state that vouches for them by hash (resume checks the pair)."""
     cfg = run.cfg
     meta = {"space": cfg.space, "step": str(run.step), "famc_version": __version__,
-            "config": cfg.model_dump_json()}  # fmt: skip
+            "config": cfg.model_dump_json(), "device": device_label(run.ctx.device),
+            "torch": torch.__version__}  # fmt: skip
     if run.methods.landmarks is not None:  # `famc rank` leaves them out of its figures
         meta[LANDMARKS_KEY] = json.dumps([a.to_dict() for a in run.methods.landmarks.archs])
     save_checkpoint(run.net, run.out / WEIGHTS, meta)
     state = {
         "step": run.step,
         "cursor": cursor,
-        "optimizer": run.opt.state_dict(),
+        "optimizer": _on_cpu(run.opt.state_dict()),
         "methods": run.methods.state_dict(),
         "weights_sha256": sha256_path(run.out / WEIGHTS),
     }
     with atomic_path(run.out / STATE) as tmp:
         torch.save(state, tmp)
+
+
+def _on_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor on the CPU: a state saved from a GPU run loads on any host (and
+    ``Optimizer.load_state_dict`` moves it to the parameters' device on resume)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_on_cpu(v) for v in obj)
+    return obj
 
 
 def evaluate_supernet(

@@ -13,7 +13,9 @@ start small architectures with too-small weights and bias the ranking.
 
 Determinism: the weights come from a generator seeded with ``recipe.seed`` (the global RNG is never
 used) and the batch order from one seeded with ``(seed, epoch)``; with a fixed thread count, CPU
-training repeats bit for bit.
+training repeats bit for bit. ``device`` (cpu, cuda or auto) moves the model and each batch, never
+the generators, so a GPU run starts from the same weights and sees the same batches; its numerics
+differ from the CPU's (see ``famc.device``), so each result records the device and torch it ran on.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from famc.data import to_input
+from famc.device import device_label, resolve_device, to_device
 from famc.metrics import pack_correct, top1, unpack_correct
 from famc.space import flops, params
 from famc.supernet import build_supernet, with_memory_format
@@ -95,6 +98,8 @@ class StandaloneResult:
     correct: str
     log: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    device: str = "cpu"  # where it trained: GPU numerics differ from the CPU's
+    torch_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -168,27 +173,31 @@ def _train_epoch(
     gen = torch.Generator().manual_seed(recipe.seed * 100_003 + epoch)
     batches = data.train.batches(recipe.batch_size, shuffle=True, generator=gen, drop_last=True)
     model.train()
-    loss_sum = 0.0
+    dev = next(model.parameters()).device
+    losses = []  # read once per epoch: a read per step would stall a GPU's queue every step
     for i, (images, labels) in enumerate(batches):
         lr = lr_at(epoch * steps + i, total, warmup, recipe.lr)
         for group in opt.param_groups:
             group["lr"] = lr
-        x = to_input(images, resolution, data.mean, data.std, channels_last=True)
-        loss = F.cross_entropy(model(x), labels, label_smoothing=recipe.label_smoothing)
+        x = to_input(to_device(images, dev), resolution, data.mean, data.std, channels_last=True)
+        loss = F.cross_entropy(model(x), to_device(labels, dev),
+                               label_smoothing=recipe.label_smoothing)  # fmt: skip
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        loss_sum += float(loss.detach())
-    return loss_sum / steps
+        losses.append(loss.detach())
+    return sum(torch.stack(losses).tolist()) / steps
 
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, images: ImageSet, resolution: int, data: DataSplits) -> torch.Tensor:
     """Boolean correctness vector of ``model`` on ``images`` in eval mode, i.e. with the BN running
-    statistics it accumulated while training (no re-calibration: it was never weight-shared)."""
+    statistics it accumulated while training (no re-calibration: it was never weight-shared).
+    Runs on the model's device; the vector is on the CPU."""
     model.eval()
+    dev = next(model.parameters()).device
     hits = [
-        model(to_input(x, resolution, data.mean, data.std, channels_last=True)).argmax(1) == y
+        model(to_input(to_device(x, dev), resolution, data.mean, data.std)).argmax(1).cpu() == y
         for x, y in images.batches(EVAL_BATCH)
     ]
     return torch.cat(hits)
@@ -201,8 +210,10 @@ def train_standalone(
     recipe: StandaloneRecipe,
     *,
     log: LogFn | None = None,
+    device: str = "cpu",
 ) -> StandaloneResult:
-    """Train ``arch`` from scratch on ``data.train`` with ``recipe``; evaluate on ``data.test``.
+    """Train ``arch`` from scratch on ``data.train`` with ``recipe`` on ``device`` (cpu, cuda or
+    auto); evaluate on ``data.test``.
 
     ``log`` (if given) receives each epoch's row ``{epoch, loss, seconds, cpu_seconds}`` as soon as
     the epoch ends, so long runs can report progress. ``cpu_seconds`` is the process's CPU time:
@@ -216,10 +227,11 @@ def train_standalone(
             f"need epochs >= 1 and batch_size <= {len(data.train)} training images; got "
             f"epochs={recipe.epochs}, batch_size={recipe.batch_size}"
         )
+    dev = resolve_device(device, "train_standalone: device", "pass device='cpu' or 'auto'")
     start = time.perf_counter()
     rows: list[dict[str, Any]] = []
     with _threads(recipe.threads):
-        model = init_model(space, a, recipe.seed)
+        model = init_model(space, a, recipe.seed).to(dev)
         opt = _optimizer(model, recipe)
         for epoch in range(recipe.epochs):
             t0, c0 = time.perf_counter(), time.process_time()
@@ -243,4 +255,6 @@ def train_standalone(
         correct=pack_correct(correct),
         log=rows,
         seconds=round(time.perf_counter() - start, 2),
+        device=device_label(dev),
+        torch_version=torch.__version__,
     )
