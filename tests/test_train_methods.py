@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,10 @@ from typer.testing import CliRunner
 from famc.cli import app
 from famc.data import load_dataset, to_input
 from famc.errors import FamcError
+from famc.evaluate.engine import load_trained
+from famc.metrics import top1
 from famc.predictor import AccuracyPredictor, fit_forest
-from famc.space import flops, get_space
+from famc.space import PRESETS, SearchSpace, flops, get_space
 from famc.supernet import build_supernet
 from famc.train import load_train_config, train
 from famc.train import loop as train_loop
@@ -32,20 +35,20 @@ from famc.train.landmarks import Landmarks, select_diverse
 from famc.train.loop import SandwichStep
 from famc.train.methods import Methods
 from famc.train.sampler import AttentiveSampler, FlopsPrior
-from famc.train.schedule import SCHEDULES, Schedule, Unlocked
+from famc.train.schedule import SCHEDULES, Schedule, Unlocked, WholeSpace, per_layer_choices
 from famc.train.sse import SSE
 from tests.test_train import _config, _update, _weights
 
 SPACE = get_space("fashion-mbv3")
 
 
-def _truth(path: Path, n: int = 8, seed: int = 1) -> Path:
+def _truth(path: Path, n: int = 8, seed: int = 1, space: SearchSpace = SPACE) -> Path:
     """A synthetic truth file: distinct architectures whose 'stand-alone' Top-1 grows with FLOPs."""
     rng = random.Random(seed)
-    archs = list(dict.fromkeys([SPACE.smallest(), SPACE.largest()] +
-                               [SPACE.sample(rng) for _ in range(n - 2)]))  # fmt: skip
-    results = [{"arch": a.to_dict(), "top1": round(50 + 3e-6 * flops(SPACE, a), 3)} for a in archs]
-    path.write_text(json.dumps({"space": SPACE.name, "dataset": "folder", "results": results}))
+    archs = list(dict.fromkeys([space.smallest(), space.largest()] +
+                               [space.sample(rng) for _ in range(n - 2)]))  # fmt: skip
+    results = [{"arch": a.to_dict(), "top1": round(50 + 3e-6 * flops(space, a), 3)} for a in archs]
+    path.write_text(json.dumps({"space": space.name, "dataset": "folder", "results": results}))
     return path
 
 
@@ -480,3 +483,79 @@ def test_landmarks_split_off_held_out_images(tmp_path, tiny_folder):
     trained = {tuple(img.flatten().tolist()) for img in run.images.images}
     assert not any(tuple(img.flatten().tolist()) in trained for img in held.images)
     assert math.isclose(len(held) / len(run.data.train), 0.2)
+
+
+# --- spaces without per-layer choices (AttentiveNAS, OFA-ResNet): the sandwich rule only ----------
+def test_sandwich_view_is_unlocked_full_exactly_on_the_ofa_mbv3_family():
+    fits = [n for n in PRESETS if per_layer_choices(get_space(n))]
+    assert fits == ["ofa-mbv3-w1.2", "ofa-mbv3-w1.0", "fashion-mbv3"]
+    assert SCHEDULES["sandwich"](SPACE) == []
+    sched = Schedule(SPACE, [], total_steps=10)
+    assert sched.view(0) == sched.view(9) == Unlocked.full(SPACE)  # what runs sampled before
+
+
+@pytest.mark.parametrize("name", ["fashion-attentivenas", "attentivenas", "fashion-resnet"])
+def test_sandwich_view_of_a_per_stage_space_is_the_space_itself(name):
+    space = get_space(name)
+    view = Schedule(space, SCHEDULES["sandwich"](space), total_steps=10).view(3)
+    assert isinstance(view, WholeSpace)
+    a, b = random.Random(3), random.Random(3)
+    drawn = [view.sample(a) for _ in range(50)]
+    assert drawn == [space.sample(b) for _ in range(50)] and all(map(view.contains, drawn))
+    assert len({arch.w for arch in drawn}) > 1  # elastic widths are trained too
+    assert (view.smallest(), view.largest()) == (space.smallest(), space.largest())
+    assert not view.contains(replace(space.largest(), w=()))
+
+
+ATTN = get_space("fashion-attentivenas")
+
+
+def test_attentivenas_trains_with_cpt_and_landmarks_and_its_checkpoint_evaluates(tmp_path,
+                                                                                 tiny_folder):  # fmt: skip
+    truth = _truth(tmp_path / "truth.json", space=ATTN)
+    cfg = _config(tmp_path, tiny_folder, space=ATTN.name, epochs=1, num_random=2,
+                  cpt={"pool": 2, "size": 1, "neighbours": 1},
+                  landmarks={"truth": str(truth), "holdout": 0.2, "warmup": 0})  # fmt: skip
+    result = CliRunner().invoke(app, ["train", str(cfg), "--max-steps", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    # step 1: largest + 2 sampled + smallest + landmark pair; step 2 adds CPT's constraint net
+    assert _log(run)[0]["passes"] == 6 + 7
+    metrics = json.loads((run / "supernet.metrics.json").read_text())
+    assert metrics["largest"]["arch"] == ATTN.largest().to_dict()
+    trained = load_trained(run / "supernet.safetensors")
+    assert trained.space.name == ATTN.name
+    test = trained.data.test
+    got = top1(trained.evaluator.correct(ATTN.largest(), test))
+    assert got == pytest.approx(metrics["largest"]["top1"], abs=100 / len(test))
+
+
+_PER_LAYER = r"needs a space with per-layer choices \(ofa-mbv3-w1.2, ofa-mbv3-w1.0, fashion-mbv3\)"
+_ATTN_HAS = r"fashion-attentivenas has per-stage choices and elastic widths"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"schedule": {"kind": "ps"}},
+         rf"field `schedule`: `schedule.kind: ps` {_PER_LAYER}; {_ATTN_HAS}: use `kind: sandwich`$"),
+        ({"schedule": {"kind": "aps", "phases": [{"until": 1, "kernel": 3, "depth": 1,
+                                                  "expand": 4}]}},
+         rf"field `schedule`: `schedule.kind: aps` {_PER_LAYER}; {_ATTN_HAS}: use `kind: sandwich` "
+         r"and remove `phases`$"),
+        ({"sampler": "attentive", "attentive": {"k": 2}},
+         rf"field `sampler`: `sampler: attentive` {_PER_LAYER}; {_ATTN_HAS}: use `sampler: "
+         r"uniform` \(got 'attentive'\)$"),
+        ({"sse": {}}, rf"field `sse`: `sse` {_PER_LAYER}; {_ATTN_HAS}: remove the `sse` section$"),
+        ({"space": "fashion-resnet", "schedule": {"kind": "ps"}},
+         r"`schedule.kind: ps` needs .*; fashion-resnet has per-stage choices and elastic widths"),
+    ],
+)  # fmt: skip
+def test_methods_needing_per_layer_choices_refuse_other_spaces(tmp_path, tiny_folder, override,
+                                                               message):  # fmt: skip
+    cfg = _config(tmp_path, tiny_folder, **{"space": ATTN.name, **override})
+    result = CliRunner().invoke(app, ["train", str(cfg), "--no-progress"])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and f"{cfg}: invalid train config: " in lines[0], result.output
+    assert re.search(message, lines[0]), lines[0]

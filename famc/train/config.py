@@ -15,9 +15,9 @@ from famc.config import BNConventionName, PresetName, resolve, resolve_data
 from famc.data import DataConfig
 from famc.device import DeviceName, resolve_device
 from famc.io import Strict, known, load_yaml
-from famc.space import get_space
+from famc.space import PRESETS, get_space
 from famc.train.sampler import SAMPLERS
-from famc.train.schedule import SCHEDULES, Phase, check_phases
+from famc.train.schedule import SCHEDULES, Phase, check_phases, per_layer_choices
 
 DEVICE_FIX = "set `device: cpu`, or `device: auto` to use a GPU only where there is one"
 
@@ -104,6 +104,20 @@ def _space_name(info: ValidationInfo) -> str | None:
     return info.data.get("space")
 
 
+def _needs_per_layer(info: ValidationInfo, what: str, fix: str) -> None:
+    """Refuse ``what`` (a method defined on OFA's per-layer choice lists: progressive shrinking,
+    the attentive FLOPs prior, SSE's depth groups) on a space without them, naming the fix."""
+    name = _space_name(info)
+    if name is None or per_layer_choices(space := get_space(name)):
+        return
+    fits = ", ".join(n for n in PRESETS if per_layer_choices(get_space(n)))
+    widths = " and elastic widths" if space.widths else ""
+    raise ValueError(
+        f"{what} needs a space with per-layer choices ({fits}); {name} has per-stage "
+        f"choices{widths}: {fix}"
+    )
+
+
 def _needs_sampled(info: ValidationInfo) -> None:
     if info.data.get("num_random") == 0:
         raise ValueError("acts on the sampled sub-networks: set num_random >= 1")
@@ -135,11 +149,18 @@ class TrainConfig(Strict):
     device: DeviceName = "cpu"  # cuda | auto (cuda where available); see famc.device
     max_steps_per_epoch: int | None = Field(None, gt=0)  # tiny CI runs
 
+    @field_validator("sampler")
+    @classmethod
+    def _sampler(cls, v: str, info: ValidationInfo) -> str:
+        if v == "attentive":
+            _needs_per_layer(info, "`sampler: attentive`", "use `sampler: uniform`")
+        return v
+
     @field_validator("attentive")
     @classmethod
     def _attentive(cls, v: AttentiveConfig | None, info: ValidationInfo) -> AttentiveConfig | None:
-        sampler = info.data.get("sampler")
-        if v is not None and sampler != "attentive":
+        sampler = info.data.get("sampler")  # None: the sampler was refused, and said so
+        if v is not None and sampler not in (None, "attentive"):
             raise ValueError("these settings need `sampler: attentive`; set it or remove them")
         if sampler == "attentive":
             _needs_sampled(info)
@@ -149,6 +170,9 @@ class TrainConfig(Strict):
     @classmethod
     def _schedule(cls, v: ScheduleConfig, info: ValidationInfo) -> ScheduleConfig:
         name = _space_name(info)
+        if v.kind != "sandwich":
+            fix = "use `kind: sandwich`" + (" and remove `phases`" if v.phases else "")
+            _needs_per_layer(info, f"`schedule.kind: {v.kind}`", fix)
         if v.phases is not None and name is not None:
             if v.kind == "sandwich":
                 raise ValueError("`phases` need kind ps or aps (sandwich samples the whole space)")
@@ -160,6 +184,7 @@ class TrainConfig(Strict):
     def _sse(cls, v: SSEConfig | None, info: ValidationInfo) -> SSEConfig | None:
         name = _space_name(info)
         if v is not None:
+            _needs_per_layer(info, "`sse`", "remove the `sse` section")
             _needs_sampled(info)
         if v is not None and name is not None and v.stages >= get_space(name).num_stages:
             raise ValueError(

@@ -3,8 +3,9 @@
 Every step the loop asks :class:`Methods` for a :class:`StepPlan` and reports the step's losses
 back; each method is one component with one hook:
 
-- the **schedule** (sandwich / PS / APS) gives the unlocked set at this step, whose smallest is the
-  sandwich's smallest (the largest is always the whole space's largest, the teacher);
+- the **schedule** (sandwich / PS / APS) gives the unlocked set at this step (the sandwich: the
+  whole space), whose smallest is the sandwich's smallest (the largest is always the whole space's
+  largest, the teacher);
 - **SSE** narrows the set the sampled networks come from to one sub-supernet (enhancing phase);
 - the **sampler** (uniform / attentive) picks the sampled networks from that set;
 - **CPT** adds its constraint networks and splits the sampled networks' loss weight with them;

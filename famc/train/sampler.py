@@ -4,9 +4,10 @@
 (seed 002): draw a FLOPs bucket from the empirical FLOPs prior of random architectures, draw ``k``
 candidates in that bucket from a per-gene proposal conditioned on the bucket (rejection-sampled, with
 a cap), score them by the current minibatch loss (no gradient) or an accuracy predictor, and train
-the best (BestUp) or the worst (WorstUp). Samplers draw from the step's unlocked set
-(``famc.train.schedule.Unlocked``), so they compose with progressive shrinking and sub-supernet
-enhancing.
+the best (BestUp) or the worst (WorstUp). Samplers draw from the step's view of the space
+(``famc.train.schedule.View``), so they compose with progressive shrinking and sub-supernet
+enhancing; ``attentive`` reads the view's per-stage choice lists, so it needs an ``Unlocked`` one
+(the config refuses it on other spaces).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from famc.predictor import AccuracyPredictor
 from famc.space import Arch, SearchSpace, flops
-from famc.train.schedule import Unlocked
+from famc.train.schedule import Unlocked, View
 
 if TYPE_CHECKING:  # the config names the samplers, so it imports this module
     from famc.train.config import AttentiveConfig, TrainConfig
@@ -31,7 +32,7 @@ LossFn = Callable[[Sequence[Arch]], list[float]]
 
 
 class Sampler(Protocol):
-    def sample(self, view: Unlocked, rng: random.Random, n: int, loss: LossFn) -> list[Arch]:
+    def sample(self, view: View, rng: random.Random, n: int, loss: LossFn) -> list[Arch]:
         """``n`` architectures of ``view`` to train this step (besides the largest and smallest)."""
         ...
 
@@ -46,7 +47,7 @@ class UniformSampler:
     def __init__(self, cfg: TrainConfig, space: SearchSpace) -> None:
         pass
 
-    def sample(self, view: Unlocked, rng: random.Random, n: int, loss: LossFn) -> list[Arch]:
+    def sample(self, view: View, rng: random.Random, n: int, loss: LossFn) -> list[Arch]:
         return [view.sample(rng) for _ in range(n)]
 
     def state_dict(self) -> dict[str, Any]:
@@ -151,7 +152,8 @@ class AttentiveSampler:
             return loss(candidates)
         return [-acc for acc in self.predictor.predict(self.space, candidates)]
 
-    def sample(self, view: Unlocked, rng: random.Random, n: int, loss: LossFn) -> list[Arch]:
+    def sample(self, view: View, rng: random.Random, n: int, loss: LossFn) -> list[Arch]:
+        assert isinstance(view, Unlocked), "the config refuses it without per-layer choices"
         prior, out = self.prior(view), []
         for _ in range(n):
             bucket = prior.draw_bucket(rng)

@@ -9,6 +9,12 @@ stage its own depth schedule; its default unlocks the last stage's depth at once
 APS paper found best (sub-networks shallow in the last stage are otherwise under-trained).
 Resolution is elastic throughout, as in OFA. The phase is a pure function of the step, so resume
 needs no extra state.
+
+The sandwich rule has no phases: every step may sample the whole space. Phases (and the attentive
+sampler's FLOPs prior and SSE's depth groups, which read the same per-stage choice lists) need
+``Unlocked``'s picture of a space: one preset-wide list of depths, kernels and expand ratios, drawn
+per layer, and no elastic widths (:func:`per_layer_choices`). Other spaces (AttentiveNAS,
+OFA-ResNet) train under the sandwich rule only, through :class:`WholeSpace`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any, TypeVar
 
 from pydantic import Field
 
+from famc.errors import FamcError
 from famc.io import Strict
 from famc.space import Arch, SearchSpace
 
@@ -82,6 +89,53 @@ class Unlocked:
         return replace(self, depths=tuple(depths))
 
 
+def per_layer_choices(space: SearchSpace) -> bool:
+    """Whether ``Unlocked`` describes ``space`` exactly: every stage takes the preset-wide depth
+    and expand choices, kernel and expand ratio are drawn per layer, and no width is elastic (the
+    OFA-MobileNetV3 family). Otherwise ``Unlocked.full`` would draw architectures outside it."""
+    p = space.preset
+    return (
+        p.genes_per == "layer"
+        and not space.widths
+        and all(p.depths(s) == p.depth_choices and p.expands(s) == p.expand_choices
+                for s in p.stages)
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WholeSpace:
+    """The whole of a space ``Unlocked`` cannot describe (per-stage choices, per-stage genes,
+    elastic widths): the sandwich rule's view of it, delegating to the space itself."""
+
+    space: SearchSpace
+
+    def sample(self, rng: random.Random) -> Arch:
+        return self.space.sample(rng)
+
+    def smallest(self) -> Arch:
+        return self.space.smallest()
+
+    def largest(self) -> Arch:
+        return self.space.largest()
+
+    def contains(self, arch: Arch) -> bool:
+        try:
+            self.space.validate(arch)
+        except FamcError:
+            return False
+        return True
+
+
+#: What a training step may sample from.
+View = Unlocked | WholeSpace
+
+
+def whole(space: SearchSpace) -> View:
+    """The whole space as a view; ``Unlocked.full`` where it applies, so such runs sample exactly
+    what they did before ``WholeSpace`` existed."""
+    return Unlocked.full(space) if per_layer_choices(space) else WholeSpace(space)
+
+
 class Phase(Strict):
     """One phase: it ends once ``until`` of the run's steps are done; every stage samples the
     choices at or above its floors (one value for all stages, or one per stage)."""
@@ -141,15 +195,14 @@ def ps_phases(space: SearchSpace, last_stage_first: bool = False) -> list[Phase]
     return phases
 
 
-def _whole(space: SearchSpace) -> list[Phase]:
-    p = space.preset
-    return [Phase(until=1.0, kernel=min(p.kernel_choices), depth=min(p.depth_choices),
-                  expand=min(p.expand_choices))]  # fmt: skip
+def _sandwich(space: SearchSpace) -> list[Phase]:
+    """No phases: the whole space throughout, on any space."""
+    return []
 
 
 #: Schedule kind → its default phases for a space.
 SCHEDULES: dict[str, Callable[[SearchSpace], list[Phase]]] = {
-    "sandwich": _whole,
+    "sandwich": _sandwich,
     "ps": ps_phases,
     "aps": lambda space: ps_phases(space, last_stage_first=True),
 }
@@ -157,7 +210,8 @@ SCHEDULES: dict[str, Callable[[SearchSpace], list[Phase]]] = {
 
 def check_phases(space: SearchSpace, phases: list[Phase]) -> None:
     """Raise ``ValueError`` naming the phase and gene unless every floor is a choice of the space,
-    floors never rise (a schedule only unlocks) and the phases end in order at 1."""
+    floors never rise (a schedule only unlocks) and the phases end in order at 1 (no phases: the
+    whole space throughout)."""
     p, n = space.preset, space.num_stages
     choices = {"kernel": p.kernel_choices, "depth": p.depth_choices, "expand": p.expand_choices}
     for i, phase in enumerate(phases):
@@ -173,19 +227,20 @@ def check_phases(space: SearchSpace, phases: list[Phase]) -> None:
                 )
             if i and any(a > b for a, b in zip(floors, phases[i - 1].floors(gene, n), strict=True)):
                 raise ValueError(f"{where}.{gene} re-locks choices a previous phase unlocked")
-    if phases[-1].until != 1:
+    if phases and phases[-1].until != 1:
         raise ValueError(f"the last phase must end at until: 1 (got {phases[-1].until})")
 
 
 class Schedule:
-    """The unlocked set at every step of a run of ``total_steps`` optimizer steps."""
+    """The unlocked set at every step of a run of ``total_steps`` optimizer steps; without phases,
+    the whole space at every step."""
 
     def __init__(self, space: SearchSpace, phases: list[Phase], total_steps: int) -> None:
-        self.ends = [round(ph.until * total_steps) for ph in phases]
-        self.views = [ph.unlocked(space) for ph in phases]
+        self.ends = [round(ph.until * total_steps) for ph in phases] or [total_steps]
+        self.views: list[View] = [ph.unlocked(space) for ph in phases] or [whole(space)]
 
     def phase(self, step: int) -> int:
         return next((i for i, end in enumerate(self.ends) if step < end), len(self.ends) - 1)
 
-    def view(self, step: int) -> Unlocked:
+    def view(self, step: int) -> View:
         return self.views[self.phase(step)]

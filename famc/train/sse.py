@@ -20,7 +20,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from famc.space import Arch, SearchSpace
-from famc.train.schedule import Unlocked
+from famc.train.schedule import Unlocked, View
 
 if TYPE_CHECKING:
     from famc.train.config import SSEConfig
@@ -46,8 +46,9 @@ class SSE:
             out = [(*g, d) for g in out for d in view.depths[s]]
         return out
 
-    def narrow(self, view: Unlocked, step: int, rng: random.Random) -> Unlocked:
+    def narrow(self, view: View, step: int, rng: random.Random) -> View:
         """The sub-supernet to sample from this step (the whole view before the phase)."""
+        assert isinstance(view, Unlocked), "the config refuses sse without per-layer choices"
         if step < self.start:
             return view
         groups = self.groups(view)
