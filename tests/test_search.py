@@ -13,7 +13,7 @@ from famc.errors import FamcError
 from famc.evaluate.cache import ResultCache, result_key
 from famc.progress import Reporter
 from famc.search.evolution import Constraint, EvolutionSettings, Prescreen, Score, evolve
-from famc.search.family import MemberSpec, Racing, search_family
+from famc.search.family import MemberSpec, Racing, SearchVectors, search_family
 from famc.search.race import Race
 from famc.space import flops, get_space
 
@@ -102,32 +102,33 @@ def test_prescreen_evaluates_the_best_predicted_of_its_draws():
 
 
 def test_family_members_nest_and_budget_order_is_checked():
-    vectors: dict = {}
+    known: dict = {}
 
     def correct(archs, race):
         for arch in archs:
-            if arch not in vectors:
+            if arch not in known:
                 g = torch.Generator().manual_seed(hash(arch) % 2**31)
                 p = min(0.95, 0.5 + flops(SPACE, arch) / 30e6)
-                vectors[arch] = torch.rand(500, generator=g) < p
-        return [vectors[a] for a in archs]
+                known[arch] = torch.rand(500, generator=g) < p
+        return [known[a] for a in archs]
 
     specs = [MemberSpec("edge", mflops(3.0)), MemberSpec("server", mflops(6.0, "server")),
              MemberSpec("cloud", mflops(12.0, "cloud"))]  # fmt: skip
-    fam = search_family(SPACE, specs, correct, SMALL, regnas=True, lambda1=1, lambda2=1,
+    vectors = SearchVectors(500, correct)
+    fam = search_family(SPACE, specs, vectors, SMALL, regnas=True, lambda1=1, lambda2=1,
                         reference="below", seed=0, reporter=Reporter("off"))  # fmt: skip
     assert [m.contains for m in fam] == [None, "edge", "server"]
     for lo, hi in zip(fam, fam[1:], strict=False):
         assert SPACE.contains(lo.best.arch, hi.best.arch)
     assert fam[1].best.score.nfr is not None
-    base = search_family(SPACE, specs, correct, SMALL, regnas=False, lambda1=1, lambda2=1,
+    base = search_family(SPACE, specs, vectors, SMALL, regnas=False, lambda1=1, lambda2=1,
                          reference="below", seed=0, reporter=Reporter("off"))  # fmt: skip
     assert base[0].best.arch == fam[0].best.arch  # same R0 search for the smallest
     assert all(m.contains is None for m in base)
 
     too_small = [MemberSpec("edge", mflops(6.0)), MemberSpec("server", mflops(2.0, "server"))]
     with pytest.raises(FamcError, match="server's budget 2.00 MFLOPs cannot hold edge's model"):
-        search_family(SPACE, too_small, correct, SMALL, regnas=True, lambda1=1, lambda2=1,
+        search_family(SPACE, too_small, vectors, SMALL, regnas=True, lambda1=1, lambda2=1,
                       reference="below", seed=0, reporter=Reporter("off"))  # fmt: skip
 
 
@@ -194,7 +195,8 @@ def test_racing_stops_losers_early_and_chooses_as_exhaustive_search_does():
     for racing in (None, Racing(images=200, z=2.33)):
         truth: dict = {}
         computed: dict = {}
-        fam = search_family(SPACE, specs, _raced_vectors(truth, computed), SMALL, regnas=True,
+        vectors = SearchVectors(2000, _raced_vectors(truth, computed))
+        fam = search_family(SPACE, specs, vectors, SMALL, regnas=True,
                             lambda1=1, lambda2=1, reference="below", seed=0,
                             reporter=Reporter("off"), racing=racing)  # fmt: skip
         runs[racing is None] = (fam, sum(computed.values()))

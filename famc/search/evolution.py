@@ -42,6 +42,10 @@ class EvolutionSettings:
     max_tries: int = 2000  # rejection-sampling attempts per new candidate
     prescreen: Prescreen | None = None
 
+    @property
+    def parents(self) -> int:
+        return max(2, round(self.parent_ratio * self.population))
+
 
 @dataclass(frozen=True)
 class Score:
@@ -198,7 +202,7 @@ def evolve(
     ev = _Evolution(space, fitness, constraint, refs, settings, rng, title)
     ev.check_floor()
     s = settings
-    n_parents = max(2, round(s.parent_ratio * s.population))
+    n_parents = s.parents
     n_mutants = round(s.mutation_ratio * s.population)
     n_cross = max(0, s.population - n_parents - n_mutants)
     total = s.population + s.generations * (n_mutants + n_cross)

@@ -37,8 +37,13 @@ class MemberSpec:
     constraint: Constraint
 
 
-# the search split's vectors of several architectures, some perhaps stopped by a race
-SearchVectors = Callable[[Sequence[Arch], Race | None], list[torch.Tensor]]
+@dataclass(frozen=True)
+class SearchVectors:
+    """The search split's vectors of several architectures (``of(archs, race)``; a candidate a
+    race stopped has a prefix), and the split's size."""
+
+    size: int
+    of: Callable[[Sequence[Arch], Race | None], list[torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -51,24 +56,35 @@ class Racing:
 
 
 def _fitness(vectors: SearchVectors, refs: Sequence[Arch], l1: float, l2: float,
-             racing: Racing | None) -> Fitness:  # fmt: skip
+             racing: Racing | None, parents: int) -> Fitness:  # fmt: skip
     """Scores of a batch of candidates: Top-1, NFR against ``refs`` and the reward, on the whole
     search split, or on its first images for a candidate a race stopped."""
-    ref_vectors = vectors(refs, None)
+    ref_vectors = vectors.of(refs, None)
+
+    def race_for(archs: Sequence[Arch], bar: Candidate | None) -> Race | None:
+        """Against the weakest parent; in the first generation against the candidate that would
+        be the weakest parent if the first images were all there is."""
+        if racing is None:
+            return None
+        if bar is not None:
+            bar_vector = vectors.of([bar.arch], None)[0]
+        else:
+            slices = vectors.of(archs, Race.probing(racing.images))
+            if len(slices) <= parents:
+                return None
+            head = [r[: racing.images] for r in ref_vectors]
+            rewards = [reward(v, head, l1, l2) for v in slices]
+            bar_vector = slices[sorted(range(len(slices)), key=lambda i: -rewards[i])[parents - 1]]
+        return Race.against(bar_vector, ref_vectors, racing.images, l1, l2, racing.z)
 
     def fitness(archs: Sequence[Arch], bar: Candidate | None) -> list[Score]:
-        race, size = None, None
-        if racing is not None and bar is not None:
-            bar_vector = vectors([bar.arch], None)[0]
-            race = Race.against(bar_vector, ref_vectors, racing.images, l1, l2, racing.z)
-            size = bar_vector.numel()
+        race = race_for(archs, bar)
         scores = []
-        for c in vectors(archs, race):
+        for c in vectors.of(archs, race):
             n = c.numel()
             refs_n = [r[:n] for r in ref_vectors]
             nfr = sum(nfr_rate(r, c) for r in refs_n) / len(refs_n) if refs_n else None
-            partial = size is not None and n < size
-            scores.append(Score(top1(c), nfr, reward(c, refs_n, l1, l2), n, partial))
+            scores.append(Score(top1(c), nfr, reward(c, refs_n, l1, l2), n, n < vectors.size))
         return scores
 
     return fitness
@@ -96,7 +112,7 @@ def search_family(
     reporter: Reporter,
     racing: Racing | None = None,
 ) -> list[FoundMember]:
-    """Search every member, smallest first. ``vectors(archs, race)`` gives search-split vectors."""
+    """Search every member, smallest first, scoring candidates with ``vectors``."""
     found: list[FoundMember] = []
     for i, spec in enumerate(members):
         refs: list[Arch] = []
@@ -107,8 +123,9 @@ def search_family(
         mode = "R0" if not refs else f"R(λ1={l1:g},λ2={l2:g})+CAS"
         title = f"{'reg-nas' if regnas else 'baseline'} {spec.name} [{mode}]"
         rng = random.Random(f"{seed}:{i}:{spec.name}")
-        best, trace = evolve(space, _fitness(vectors, refs, l1, l2, racing), spec.constraint, refs,
-                             settings, rng, title=title, reporter=reporter)  # fmt: skip
+        fitness = _fitness(vectors, refs, l1, l2, racing, settings.parents)
+        best, trace = evolve(space, fitness, spec.constraint, refs, settings, rng, title=title,
+                             reporter=reporter)  # fmt: skip
         found.append(FoundMember(spec.name, best, found[-1].name if refs else None, trace))
     return found
 

@@ -31,6 +31,7 @@ class Race:
     lambda1: float
     lambda2: float
     z: float
+    probe: bool = False  # stop everyone after the slice (to find a bar among them)
 
     @classmethod
     def against(cls, bar: torch.Tensor, refs: Sequence[torch.Tensor], images: int,
@@ -40,9 +41,18 @@ class Race:
         return cls(images, per_sample_reward(bar[:images], head, lambda1, lambda2), head,
                    lambda1, lambda2, z)  # fmt: skip
 
+    @classmethod
+    def probing(cls, images: int) -> Race:
+        """Every candidate's first ``images`` results and no more: the first generation has no
+        parents yet, so its bar is found among its own candidates' slices."""
+        empty = torch.zeros(0)
+        return cls(images, empty, (), 1.0, 0.0, 0.0, probe=True)
+
     def keep_going(self, prefix: torch.Tensor) -> bool:
         """False when ``prefix`` (the candidate's first ``images`` results) is confidently worse
         than the bar: mean paired difference + z · standard error < 0."""
+        if self.probe:
+            return False
         d = per_sample_reward(prefix[: self.images], self.refs, self.lambda1, self.lambda2)
         d = d - self.bar
         n = d.numel()
