@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from famc.data import DataConfig, DataSplits, ImageSet, to_input
+from famc.data import DataConfig, DataSplits, Images, InputBatches
 from famc.errors import FamcError
 from famc.io import first_line
 from famc.search.race import Race
@@ -39,7 +39,7 @@ class Evaluator:
     def __init__(
         self,
         net: ElasticNet,
-        calib: ImageSet,
+        calib: Images,
         mean: Sequence[float],
         std: Sequence[float],
         *,
@@ -53,14 +53,15 @@ class Evaluator:
         self.bn_convention: BNConvention = bn_convention
         self._prepared: dict[tuple[int, int], list[torch.Tensor]] = {}
 
-    def inputs(self, images: ImageSet, resolution: int) -> list[torch.Tensor]:
-        """Preprocessed channels-last batches of ``images`` at ``resolution`` (cached)."""
+    def inputs(self, images: Images, resolution: int) -> Sequence[torch.Tensor]:
+        """Preprocessed channels-last batches of ``images`` at ``resolution``: cached when the set
+        is preloaded, prepared afresh on every pass when it is streamed (memory stays bounded)."""
+        batches = InputBatches(images, self.batch_size, resolution, self.mean, self.std)
+        if not images.preloaded:
+            return batches
         key = (id(images), resolution)
         if key not in self._prepared:
-            self._prepared[key] = [
-                to_input(x, resolution, self.mean, self.std, channels_last=True)
-                for x, _ in images.batches(self.batch_size)
-            ]
+            self._prepared[key] = list(batches)
         return self._prepared[key]
 
     def model(self, arch: Arch) -> nn.Module:
@@ -69,7 +70,7 @@ class Evaluator:
         return recalibrate(sub, self.inputs(self.calib, arch.resolution), self.bn_convention)
 
     @torch.inference_mode()
-    def logits(self, model: nn.Module, images: ImageSet, resolution: int, start: int = 0,
+    def logits(self, model: nn.Module, images: Images, resolution: int, start: int = 0,
                stop: int | None = None) -> torch.Tensor:  # fmt: skip
         """Logits of samples ``start:stop`` (batch-aligned), batched as for the whole set, so a
         vector assembled from slices equals the one-pass vector exactly."""
@@ -81,7 +82,7 @@ class Evaluator:
         batches = self.inputs(images, resolution)[start // b : -(-stop // b)]
         return torch.cat([model(x) for x in batches])
 
-    def correct(self, arch: Arch, images: ImageSet, race: Race | None = None,
+    def correct(self, arch: Arch, images: Images, race: Race | None = None,
                 done: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right.
 

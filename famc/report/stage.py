@@ -116,6 +116,7 @@ def _preprocessing(p: Prepared, families: Families) -> FamilyPreprocessing:
     d = p.data
     return FamilyPreprocessing(
         channels=d.channels, mean=list(d.mean), std=list(d.std), class_names=list(d.classes),
+        crop_ratio=d.crop_ratio,
         resolution={m.name: m.best.arch.resolution for m in families.regnas},
     )  # fmt: skip
 

@@ -36,7 +36,7 @@ from famc.supernet import build_supernet, with_memory_format
 from famc.train.optim import lr_at, param_groups
 
 if TYPE_CHECKING:
-    from famc.data import DataSplits, ImageSet
+    from famc.data import DataSplits, Images
     from famc.space import Arch, SearchSpace
 
 __all__ = [
@@ -183,13 +183,13 @@ def _train_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, images: ImageSet, resolution: int, data: DataSplits) -> torch.Tensor:
+def evaluate(model: nn.Module, images: Images, resolution: int, data: DataSplits) -> torch.Tensor:
     """Boolean correctness vector of ``model`` on ``images`` in eval mode, i.e. with the BN running
     statistics it accumulated while training (no re-calibration: it was never weight-shared)."""
     model.eval()
     hits = [
         model(to_input(x, resolution, data.mean, data.std, channels_last=True)).argmax(1) == y
-        for x, y in images.batches(EVAL_BATCH)
+        for x, y in images.batches(EVAL_BATCH, resolution=resolution)
     ]
     return torch.cat(hits)
 
