@@ -66,6 +66,8 @@ class EvaluationConfig(Strict):
     batch_size: int = Field(500, gt=0)
     bn_convention: BNConventionName = "ofa"
     cache_dir: str | None = None  # default: $FAMC_CACHE_DIR/evals or ~/.cache/famc/evals
+    # Ray workers evaluating candidates (None: 1, in this process); --workers overrides it
+    workers: int | None = Field(None, ge=1)
 
 
 class PrescreenConfig(Strict):
