@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from famc.errors import GateFailure
+from famc.evaluate.backends import BackendSettings
 from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import evaluate
 from famc.io import check_output_dir, staged_directory
@@ -27,23 +28,29 @@ from famc.ship import ship
 
 def build(config_path: str | Path, *, out: str | Path | None = None, force: bool = False,
           gates: bool = True, reporter: Reporter | None = None,
-          allow_split_overlap: bool = False, log: Callable[[str], None] = print) -> Path:  # fmt: skip
+          allow_split_overlap: bool = False, log: Callable[[str], None] = print,
+          workers: int | None = None, ray_address: str | None = None) -> Path:  # fmt: skip
     """Search, export and report the family; returns the release directory. Raises
-    ``GateFailure`` after writing everything when a gate fails."""
+    ``GateFailure`` after writing everything when a gate fails. ``workers`` (default: the config's
+    ``evaluation.workers``) and ``ray_address`` evaluate candidates on a Ray cluster."""
     started = time.perf_counter()
     p = prepare(config_path, allow_split_overlap)
     out_dir = Path(out if out is not None else p.cfg.out)
     check_output_dir(out_dir, force, p.input_paths())
-    ev = CachedEvaluation(p)
-    for note in [*p.notes, *ev.notes()]:
-        log(note)
-    t = time.perf_counter()
-    vectors = SearchVectors(len(p.search_split), ev.search_vectors)
-    families = search(p, vectors, reporter or Reporter("off"))
-    log(f"search: {families.describe()}; {ev.evaluated} evaluations run, {ev.cache.hits} from "
-        f"the cache, in {time.perf_counter() - t:.0f} s")  # fmt: skip
-    t = time.perf_counter()
-    evaluated = evaluate(p, families, ev, log)
+    settings = BackendSettings(workers or p.cfg.evaluation.workers or 1, ray_address)
+    ev = CachedEvaluation(p, settings, log)
+    try:
+        for note in [*p.notes, *ev.notes()]:
+            log(note)
+        t = time.perf_counter()
+        vectors = SearchVectors(len(p.search_split), ev.search_vectors)
+        families = search(p, vectors, reporter or Reporter("off"))
+        log(f"search: {families.describe()}; {ev.evaluated} evaluations run, {ev.cache.hits} "
+            f"from the cache, in {time.perf_counter() - t:.0f} s")  # fmt: skip
+        t = time.perf_counter()
+        evaluated = evaluate(p, families, ev, log)
+    finally:
+        ev.close()
     with staged_directory(out_dir) as tmp:
         shipped = ship(p, evaluated, ev, tmp, log)
         manifest = report(p, families, evaluated, ev, shipped, tmp, gates=gates, started=started)

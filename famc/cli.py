@@ -206,6 +206,17 @@ def build(
     allow_split_overlap: Annotated[
         bool, typer.Option(help="rank on images the supernet was trained on (not recommended)")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="evaluate candidates on N Ray workers: a local cluster, or the "
+            "one --ray-address names (overrides evaluation.workers; needs famc[ray])",
+        ),
+    ] = None,  # fmt: skip
+    ray_address: Annotated[
+        str | None, typer.Option(help="join this Ray cluster (e.g. auto, or head-node:6379)")
+    ] = None,
 ) -> None:
     """Search, export and report a nested model family (REG-NAS) plus the plain-NAS baseline."""
     from famc.build import build as run_build
@@ -216,7 +227,8 @@ def build(
     try:
         release = run_build(config, out=out, force=force, gates=gates,
                             reporter=Reporter.auto(progress), allow_split_overlap=allow_split_overlap,
-                            log=lambda line: err.print(escape(line), highlight=False))  # fmt: skip
+                            log=lambda line: err.print(escape(line), highlight=False),
+                            workers=workers, ray_address=ray_address)  # fmt: skip
     except GateFailure as exc:  # the release exists: summarise it, then fail with the gates
         release, failure = exc.release, exc
     _summarise(release, json_out, junit)

@@ -69,6 +69,8 @@ class EvaluationConfig(Strict):
     cache_dir: str | None = None  # default: $FAMC_CACHE_DIR/evals or ~/.cache/famc/evals
     device: DeviceName = "cpu"  # auto: cuda when the host has one
     amp: bool = False  # float16 autocast for prediction on cuda (parity: README)
+    # Ray workers evaluating candidates (None: 1, in this process); --workers overrides it
+    workers: int | None = Field(None, ge=1)
 
 
 class PrescreenConfig(Strict):

@@ -26,7 +26,7 @@ def member_correct(directory: Path, data: DataSplits) -> torch.Tensor:
     model, pre = load_member(directory), member_info(directory).preprocessing
     correct = [
         model(to_input(x, pre.resolution, pre.mean, pre.std, channels_last=False)).argmax(1) == y
-        for x, y in data.test.batches(1000)
+        for x, y in data.test.batches(1000, resolution=pre.resolution)
     ]
     return torch.cat(correct)
 

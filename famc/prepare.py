@@ -16,7 +16,7 @@ from pydantic import Field, StringConstraints
 
 from famc.config import FamilyConfig, MemberName, load_family_config
 from famc.cost import COST_MODELS, CostModel
-from famc.data import DataConfig, DataSplits, ImageSet, split_indices
+from famc.data import DataConfig, DataSplits, Images, split_indices
 from famc.errors import FamcError
 from famc.io import Strict, sha256_path
 from famc.latency import LatencyTable, Target, load_target
@@ -74,8 +74,8 @@ class Prepared:
     data: DataSplits
     net: ElasticNet
     plans: list[MemberPlan]
-    calib: ImageSet
-    search_split: ImageSet
+    calib: Images
+    search_split: Images
     inputs: Inputs
     notes: list[str]  # what validate and build should tell the user
     split_overlap_allowed: bool = False
@@ -175,7 +175,8 @@ def _check_split(config_path: Path, cfg: FamilyConfig, data: DataSplits, meta: d
     return None
 
 
-def _first(images: ImageSet, n: int | None) -> ImageSet:
+def first_images(images: Images, n: int | None) -> Images:
+    """The first ``n`` images of a split (all when ``n`` is None): evaluation's subsets."""
     return images if n is None else images.subset(range(min(n, len(images))))
 
 
@@ -206,5 +207,6 @@ def prepare(config_path: str | Path, allow_split_overlap: bool = False) -> Prepa
     screen = cfg.search.prescreen
     predictor = None if screen is None else AccuracyPredictor.load(screen.predictor, space)
     return Prepared(config_path, cfg, space, data, net.eval(), plans,
-                    _first(data.calib, ev.calib_images), _first(data.search, ev.search_images),
+                    first_images(data.calib, ev.calib_images),
+                    first_images(data.search, ev.search_images),
                     inputs, [note] if note else [], allow_split_overlap, predictor)  # fmt: skip

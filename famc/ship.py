@@ -45,14 +45,14 @@ def preprocessing(p: Prepared, resolution: int) -> Preprocessing:
     """What a consumer must feed a member of this build at ``resolution``."""
     d = p.data
     return Preprocessing(resolution=resolution, channels=d.channels, mean=d.mean, std=d.std,
-                         class_names=d.classes)  # fmt: skip
+                         class_names=d.classes, crop_ratio=d.crop_ratio)  # fmt: skip
 
 
 def test_batches(p: Prepared, resolution: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The full test split, preprocessed exactly as family.json tells consumers to."""
     return [
         (to_input(x, resolution, p.data.mean, p.data.std, channels_last=False), y)
-        for x, y in p.data.test.batches(p.cfg.evaluation.batch_size)
+        for x, y in p.data.test.batches(p.cfg.evaluation.batch_size, resolution=resolution)
     ]
 
 

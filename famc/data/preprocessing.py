@@ -13,6 +13,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Field,
     ValidationError,
     field_validator,
     model_validator,
@@ -28,7 +29,9 @@ _RESIZE_MODES = ("bilinear", "bicubic", "nearest", "area")
 
 
 class Preprocessing(BaseModel):
-    """What a consumer must feed the model: ``(x / 255 - mean) / std`` at ``resolution``²."""
+    """What a consumer must feed the model: ``(x / 255 - mean) / std`` at ``resolution``², the
+    image resized whole to ``resolution``² or, with ``crop_ratio``, its shorter side resized to
+    ``ceil(resolution / crop_ratio)`` and centre-cropped (ImageNet evaluation; OFA uses 0.875)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -37,6 +40,7 @@ class Preprocessing(BaseModel):
     mean: tuple[float, ...]
     std: tuple[float, ...]
     resize: Annotated[str, AfterValidator(known(_RESIZE_MODES, "resize mode"))] = "bilinear"
+    crop_ratio: float | None = Field(None, gt=0, le=1)
     layout: Literal["NCHW"] = "NCHW"
     class_names: tuple[str, ...]
 
@@ -89,7 +93,8 @@ class Preprocessing(BaseModel):
 
     def metadata(self) -> dict[str, str]:
         """Flat string metadata: the full JSON plus human-readable keys for tools like Netron."""
-        return {
+        crop = {} if self.crop_ratio is None else {"famc.crop_ratio": str(self.crop_ratio)}
+        return crop | {
             METADATA_KEY: self.to_json(),
             "famc.resolution": str(self.resolution),
             "famc.channels": str(self.channels),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar, Protocol, overload
 
 import numpy as np
 import torch
@@ -39,11 +40,42 @@ __all__ = [
     "DEFAULT_SEARCH_SIZE",
     "DataSplits",
     "ImageSet",
+    "Images",
+    "InputBatches",
     "channel_stats",
     "make_splits",
     "split_indices",
     "to_input",
 ]
+
+
+class Images(Protocol):
+    """A split as later stages read it: labels in RAM, pixels in uint8 batches. :class:`ImageSet`
+    holds the pixels in RAM; :class:`famc.data.stream.FolderStream` decodes them from disk on each
+    pass, so a folder larger than RAM can be searched."""
+
+    #: True when the pixels are in RAM, so prepared inputs may be cached across candidates.
+    preloaded: ClassVar[bool]
+
+    @property
+    def labels(self) -> Tensor: ...
+
+    @property
+    def channels(self) -> int: ...
+
+    @property
+    def image_size(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def subset(self, indices: Tensor | Sequence[int]) -> Images: ...
+
+    def batches(self, batch_size: int, *, resolution: int | None = None, shuffle: bool = False,
+                generator: torch.Generator | None = None,
+                drop_last: bool = False) -> Iterator[tuple[Tensor, Tensor]]: ...  # fmt: skip
+
+    def digest(self, h: hashlib._Hash, label: str) -> None:
+        """Feed what identifies this split's content into the data fingerprint ``h``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,6 +84,7 @@ class ImageSet:
 
     images: Tensor
     labels: Tensor
+    preloaded: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.dim() != 4:
@@ -72,6 +105,19 @@ class ImageSet:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.images.shape[2])
+
+    def digest(self, h: hashlib._Hash, label: str) -> None:
+        h.update(f"{label}:{tuple(self.images.shape)}".encode())
+        h.update(_tensor_bytes(self.images))
+        h.update(_tensor_bytes(self.labels))
+
     def subset(self, indices: Tensor | Sequence[int]) -> ImageSet:
         """A copy holding only ``indices`` (in that order)."""
         idx = torch.as_tensor(indices, dtype=torch.int64, device=self.labels.device)
@@ -81,13 +127,15 @@ class ImageSet:
         self,
         batch_size: int,
         *,
+        resolution: int | None = None,
         shuffle: bool = False,
         generator: torch.Generator | None = None,
         drop_last: bool = False,
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Yield ``(uint8 images, int64 labels)`` batches without a DataLoader (data is in RAM).
 
-        With ``shuffle`` the order comes from ``generator`` (pass a seeded one for reproducible
+        Images keep their native size whatever ``resolution``: :func:`to_input` resizes them. With
+        ``shuffle`` the order comes from ``generator`` (pass a seeded one for reproducible
         epochs; ``None`` uses torch's global RNG).
         """
         if batch_size < 1:
@@ -114,10 +162,10 @@ class DataSplits:
 
     name: str
     classes: tuple[str, ...]
-    train: ImageSet
-    search: ImageSet
-    calib: ImageSet
-    test: ImageSet
+    train: Images
+    search: Images
+    calib: Images
+    test: Images
     channels: int
     image_size: int
     mean: tuple[float, ...]
@@ -126,6 +174,9 @@ class DataSplits:
     search_indices: Tensor
     calib_indices: Tensor
     origin: str = ""
+    #: how images are cropped (family.json's ``preprocessing.crop_ratio``): None resizes the whole
+    #: image to the resolution; r resizes the shorter side to ceil(resolution / r) and centre-crops
+    crop_ratio: float | None = None
     _fingerprint: list[str] = field(default_factory=list, init=False, repr=False)
 
     @property
@@ -133,7 +184,8 @@ class DataSplits:
         return len(self.classes)
 
     def fingerprint(self) -> str:
-        """sha256 hex over name, classes, shapes, split indices and image/label bytes.
+        """sha256 hex over name, classes, shapes, split indices and each split's content (image
+        and label bytes when preloaded; file list, labels and crop when streamed).
 
         Later stages key caches (trained supernets, accuracy tables) on it, so it must change
         whenever the data or the split changes and never otherwise. Memoised: hashing is ~0.1 s.
@@ -155,9 +207,7 @@ class DataSplits:
                 ("calib", self.calib),
                 ("test", self.test),
             ):
-                h.update(f"{label}:{tuple(split.images.shape)}".encode())
-                h.update(_tensor_bytes(split.images))
-                h.update(_tensor_bytes(split.labels))
+                split.digest(h, label)
             self._fingerprint.append(h.hexdigest())
         return self._fingerprint[0]
 
@@ -241,17 +291,24 @@ def make_splits(
     *,
     name: str,
     classes: Sequence[str],
-    pool: ImageSet,
-    test: ImageSet,
+    pool: Images,
+    test: Images,
     search_size: int | None,
     calib_size: int | None,
     seed: int,
     origin: str = "",
+    stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+    crop_ratio: float | None = None,
 ) -> DataSplits:
-    """Carve ``pool`` (the official training set) into train/search/calib and attach stats."""
+    """Carve ``pool`` (the official training set) into train/search/calib and attach stats:
+    ``stats`` (mean, std) when given, else measured on a preloaded ``train``."""
     train_idx, search_idx, calib_idx = split_indices(len(pool), search_size, calib_size, seed)
     train = pool.subset(train_idx)
-    mean, std = channel_stats(train.images)
+    if stats is None:
+        if not isinstance(train, ImageSet):
+            raise FamcError(f"dataset {name!r} is streamed: give its mean and std")
+        stats = channel_stats(train.images)
+    mean, std = stats
     return DataSplits(
         name=name,
         classes=tuple(classes),
@@ -259,14 +316,15 @@ def make_splits(
         search=pool.subset(search_idx),
         calib=pool.subset(calib_idx),
         test=test,
-        channels=int(pool.images.shape[1]),
-        image_size=int(pool.images.shape[2]),
+        channels=pool.channels,
+        image_size=pool.image_size,
         mean=mean,
         std=std,
         train_indices=train_idx,
         search_indices=search_idx,
         calib_indices=calib_idx,
         origin=origin,
+        crop_ratio=crop_ratio,
     )
 
 
@@ -304,3 +362,48 @@ def to_input(
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+class InputBatches(Sequence[Tensor]):
+    """Model inputs of a set at one resolution, batch by batch, prepared afresh on every pass.
+
+    It is what an evaluator reads for a streamed set instead of a cached list: slicing (by batch)
+    narrows the range without decoding anything, so memory is a few batches whatever the set's
+    size."""
+
+    def __init__(self, images: Images, batch_size: int, resolution: int, mean: Sequence[float],
+                 std: Sequence[float], start: int = 0, stop: int | None = None) -> None:  # fmt: skip
+        self.images, self.batch_size, self.resolution = images, batch_size, resolution
+        self.mean, self.std = tuple(mean), tuple(std)
+        whole = range(-(-len(images) // batch_size))[start:stop]
+        self.start, self.stop = whole.start, whole.stop
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    @overload
+    def __getitem__(self, index: int) -> Tensor: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> InputBatches: ...
+
+    def __getitem__(self, index: int | slice) -> Tensor | InputBatches:
+        if isinstance(index, slice):
+            if index.step not in (None, 1):
+                raise ValueError("InputBatches slices take no step")
+            r = range(self.start, self.stop)[index]
+            return InputBatches(self.images, self.batch_size, self.resolution, self.mean,
+                                self.std, r.start, r.stop)  # fmt: skip
+        i = range(self.start, self.stop)[index] - self.start
+        return next(iter(self[i : i + 1]))
+
+    def __iter__(self) -> Iterator[Tensor]:
+        b, n = self.batch_size, len(self.images)
+        whole = self.start == 0 and self.stop * b >= n
+        part = (
+            self.images
+            if whole
+            else self.images.subset(range(self.start * b, min(self.stop * b, n)))
+        )
+        for x, _ in part.batches(b, resolution=self.resolution):
+            yield to_input(x, self.resolution, self.mean, self.std, channels_last=True)

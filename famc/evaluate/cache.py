@@ -2,7 +2,8 @@
 
 A result is valid only for one (architecture, supernet weights, data split, evaluation settings)
 combination, so the key hashes all of them. The file is append-only JSON lines: a killed build keeps
-every evaluation it finished, and concurrent writers at worst duplicate a line.
+every evaluation it finished; concurrent builds share it (each line is one ``O_APPEND`` write, and
+each build reads what the others appended before it evaluates), at worst duplicating a line.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import binascii
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
 from famc.device import resolve_device
+from famc.evaluate.backends import BackendSettings, Job, make_backend
 from famc.evaluate.engine import Evaluator
 from famc.metrics import pack_correct, unpack_correct
 from famc.prepare import Prepared
@@ -32,6 +35,10 @@ def result_key(arch: Arch, context: str) -> str:
 
 def _checksum(key: str, n: int, bits: str) -> str:
     return hashlib.sha256(f"{key}|{n}|{bits}".encode()).hexdigest()[:16]
+
+
+#: Where a cache line starts: a line torn by a killed writer may run into the next one.
+_LINE_START = re.compile(rb'(?={"key": ")')
 
 
 def _parse(line: bytes) -> tuple[str, int, str] | None:
@@ -58,21 +65,35 @@ class ResultCache:
         self.hits = 0
         self.bad = 0  # lines ignored as damaged
         self.problem: str | None = None  # why the file could not be used, if it could not
-        if path is not None and path.exists():
-            self._load(path)
+        self._read = 0  # bytes of the file read so far
+        self._torn_at = -1  # offset of an unterminated last line already counted in ``bad``
+        self.refresh()
 
-    def _load(self, path: Path) -> None:
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            self._unusable(f"{path}: cannot be read ({exc.strerror or exc})")
+    def refresh(self) -> None:
+        """Read the lines appended since the last read (by this build or a concurrent one); a
+        last line still being written is left for the next refresh."""
+        if self.path is None or not self.path.exists():
             return
-        for line in raw.splitlines():
-            row = _parse(line)
-            if row is None:
-                self.bad += 1
-            else:
-                self._keep(row[0], row[1], row[2])
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._read)
+                raw = f.read()
+        except OSError as exc:
+            self._unusable(f"{self.path}: cannot be read ({exc.strerror or exc})")
+            return
+        complete = raw[: raw.rfind(b"\n") + 1]
+        counted = self._torn_at == self._read  # its first fragment was counted as torn before
+        self._read += len(complete)
+        for line in complete.splitlines():
+            for piece in filter(None, _LINE_START.split(line)):
+                row = _parse(piece)
+                if row is not None:
+                    self._keep(row[0], row[1], row[2])
+                elif not counted:
+                    self.bad += 1
+                counted = False
+        if len(complete) < len(raw) and self._torn_at != self._read:  # torn, or being written
+            self.bad, self._torn_at = self.bad + 1, self._read
 
     def _keep(self, key: str, n: int, bits: str) -> None:
         """Keep the longest vector seen for ``key``: a raced candidate's prefix is extended later
@@ -104,11 +125,13 @@ class ResultCache:
         if self.path is None:
             return
         line = json.dumps({"key": key, "n": n, "bits": bits, "sum": _checksum(key, n, bits)})
+        data = (line + "\n").encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                os.write(fd, (line + "\n").encode())
+                if os.write(fd, data) != len(data):  # a short write would tear the line
+                    raise OSError(f"short write of {len(data)} bytes")
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -127,7 +150,8 @@ class CachedEvaluation:
     """Correctness vectors per (arch, split) of one prepared build, computed once and kept on disk
     across builds."""
 
-    def __init__(self, p: Prepared) -> None:
+    def __init__(self, p: Prepared, backend: BackendSettings | None = None,
+                 log: Callable[[str], None] = print) -> None:  # fmt: skip
         ev = p.cfg.evaluation
         device = resolve_device(
             ev.device, "evaluation.device", "use `cpu` or `auto`, or run on a GPU host"
@@ -148,28 +172,44 @@ class CachedEvaluation:
         self.cache = ResultCache(self.cache_path)
         self.splits = {"search": p.search_split, "test": p.data.test}
         self.evaluated = 0
+        self.backend = make_backend(p, self.evaluator, self.splits, backend or BackendSettings(),
+                                    log)  # fmt: skip
+
+    def close(self) -> None:
+        """Release the backend's workers (a Ray cluster this build started)."""
+        self.backend.close()
 
     def correct(self, arch: Arch, split: str, race: Race | None = None) -> torch.Tensor:
         """``arch``'s vector on ``split``: from the cache, else computed (and stored). With a
         ``race`` it may be a prefix of the split (the candidate was stopped)."""
-        images = self.splits[split]
-        n = len(images)
-        key = result_key(arch, f"{self.context}|{split}={n}")
-        have = self.cache.get(key, n)
-        if have is not None and (
-            have.numel() == n
-            or (race is not None and have.numel() >= race.images and not race.keep_going(have))
-        ):
-            return have
-        vec = self.evaluator.correct(arch, images, race, done=have)
-        self.evaluated += 1
-        self.cache.put(key, vec)
-        return vec
+        return self.correct_many([arch], split, race)[0]
 
     def correct_many(self, archs: Sequence[Arch], split: str,
                      race: Race | None = None) -> list[torch.Tensor]:  # fmt: skip
-        """Vectors of several architectures (one call, so a backend may run them in parallel)."""
-        return [self.correct(a, split, race) for a in archs]
+        """Vectors of several architectures: cached ones read, the rest computed by the backend in
+        one call (in parallel on workers) and stored. A repeated architecture is computed once."""
+        n = len(self.splits[split])
+        keys = [result_key(a, f"{self.context}|{split}={n}") for a in archs]
+        self.cache.refresh()
+        found: dict[str, torch.Tensor] = {}
+        todo: dict[str, Job] = {}
+        for key, arch in zip(keys, archs, strict=True):
+            if key in found or key in todo:
+                self.cache.hits += 1  # what evaluating one by one would have found cached
+                continue
+            have = self.cache.get(key, n)
+            if have is not None and (
+                have.numel() == n
+                or (race is not None and have.numel() >= race.images and not race.keep_going(have))
+            ):
+                found[key] = have
+            else:
+                todo[key] = Job(arch, have)
+        for key, vec in zip(todo, self.backend.run(list(todo.values()), split, race), strict=True):
+            self.evaluated += 1
+            self.cache.put(key, vec)
+            found[key] = vec
+        return [found[k] for k in keys]
 
     def notes(self) -> list[str]:
         """What the build log should say about the cache: damaged entries, an unusable file."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from famc.data import DataConfig, DataSplits, ImageSet, to_input
+from famc.data import DataConfig, DataSplits, Images, InputBatches
 from famc.device import to_device
 from famc.errors import FamcError
 from famc.io import first_line
@@ -47,7 +47,7 @@ class Evaluator:
     def __init__(
         self,
         net: ElasticNet,
-        calib: ImageSet,
+        calib: Images,
         mean: Sequence[float],
         std: Sequence[float],
         *,
@@ -70,25 +70,25 @@ class Evaluator:
         self.amp = amp
         self._prepared: dict[tuple[int, int], list[torch.Tensor]] = {}
 
-    def inputs(self, images: ImageSet, resolution: int) -> list[torch.Tensor]:
-        """Preprocessed channels-last batches of ``images`` at ``resolution`` (cached)."""
+    def inputs(self, images: Images, resolution: int) -> Sequence[torch.Tensor]:
+        """Preprocessed channels-last batches of ``images`` at ``resolution``: cached when the set
+        is preloaded, prepared afresh on every pass when it is streamed (memory stays bounded)."""
+        batches = InputBatches(images, self.batch_size, resolution, self.mean, self.std)
+        if not images.preloaded:
+            return batches
         key = (id(images), resolution)
         if key not in self._prepared:
-            self._prepared[key] = [
-                to_input(
-                    to_device(x, self.device), resolution, self.mean, self.std, channels_last=True
-                )
-                for x, _ in images.batches(self.batch_size)
-            ]
+            self._prepared[key] = [to_device(x, self.device) for x in batches]
         return self._prepared[key]
 
     def model(self, arch: Arch) -> nn.Module:
         """The static sub-network with BN statistics re-estimated on the calibration subset."""
         sub = with_memory_format(self.net.extract(arch), torch.channels_last)
-        return recalibrate(sub, self.inputs(self.calib, arch.resolution), self.bn_convention)
+        batches = (to_device(x, self.device) for x in self.inputs(self.calib, arch.resolution))
+        return recalibrate(sub, batches, self.bn_convention)
 
     @torch.inference_mode()
-    def logits(self, model: nn.Module, images: ImageSet, resolution: int, start: int = 0,
+    def logits(self, model: nn.Module, images: Images, resolution: int, start: int = 0,
                stop: int | None = None) -> torch.Tensor:  # fmt: skip
         """Logits of samples ``start:stop`` (batch-aligned), batched as for the whole set, so a
         vector assembled from slices equals the one-pass vector exactly."""
@@ -99,9 +99,9 @@ class Evaluator:
         model.eval()
         batches = self.inputs(images, resolution)[start // b : -(-stop // b)]
         with torch.autocast(self.device.type, torch.float16, enabled=self.amp):
-            return torch.cat([model(x).float() for x in batches])
+            return torch.cat([model(to_device(x, self.device)).float() for x in batches])
 
-    def correct(self, arch: Arch, images: ImageSet, race: Race | None = None,
+    def correct(self, arch: Arch, images: Images, race: Race | None = None,
                 done: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right.
 

@@ -172,6 +172,6 @@ def export_one(member: Path, formats: Sequence[str], precision: str) -> dict[str
     data = info.data.load()
     batches = [
         (to_input(x, pre.resolution, pre.mean, pre.std, channels_last=False), y)
-        for x, y in data.test.batches(500)
+        for x, y in data.test.batches(500, resolution=pre.resolution)
     ]
     return export_member(model, member, pre, formats, batches, precision=precision)

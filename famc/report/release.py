@@ -41,13 +41,19 @@ class _Model(BaseModel):
 
 
 class FamilyPreprocessing(_Model):
-    """Everything a consumer needs to feed a member: resize the image to the member's resolution
-    (bilinear), scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel, NCHW."""
+    """Everything a consumer needs to feed a member: resize (and crop, per ``crop_ratio``) the
+    image to the member's resolution (bilinear), scale to [0, 1], subtract ``mean`` and divide by ``std`` per channel, NCHW."""
 
     channels: int
     mean: list[float]
     std: list[float]
     resize: str = "bilinear"
+    crop_ratio: float | None = Field(
+        None,
+        description="null: resize the whole image to the "
+        "resolution; r: resize its shorter side to ceil(resolution "
+        "/ r), then centre-crop the resolution (ImageNet evaluation)",
+    )
     layout: str = "NCHW"
     resolution: dict[MemberName, int] = Field(description="input resolution per member name")
     class_names: list[str]

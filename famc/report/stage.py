@@ -116,6 +116,7 @@ def _preprocessing(p: Prepared, families: Families) -> FamilyPreprocessing:
     d = p.data
     return FamilyPreprocessing(
         channels=d.channels, mean=list(d.mean), std=list(d.std), class_names=list(d.classes),
+        crop_ratio=d.crop_ratio,
         resolution={m.name: m.best.arch.resolution for m in families.regnas},
     )  # fmt: skip
 
@@ -162,7 +163,7 @@ def report(p: Prepared, families: Families, evaluated: Evaluated, ev: CachedEval
     update = None if previous is None else diff_members(Path(previous), members, out_dir)
     search = SearchRecord(**p.cfg.search.model_dump(), search_images=len(p.search_split),
                           calib_images=len(p.calib), split_overlap_allowed=p.split_overlap_allowed,
-                          evaluation=p.cfg.evaluation.model_copy(update={"cache_dir": None}))  # fmt: skip
+                          evaluation=p.cfg.evaluation.model_copy(update={"cache_dir": None, "workers": None}))  # fmt: skip
     manifest = FamilyManifest(
         famc_version=__version__,
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

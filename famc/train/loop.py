@@ -305,6 +305,9 @@ def _setup(cfg: TrainConfig, resume: bool, force: bool) -> _Run:
     space = get_space(cfg.space)
     data = cfg.data.load()
     space.check_input(data.name, data.channels, data.num_classes, "train config")
+    if not isinstance(data.train, ImageSet):
+        raise FamcError("famc train reads preloaded data: drop `data.stream` from the train "
+                        "config (streamed folders serve search and evaluation)")  # fmt: skip
     images, rank_batches = data.train, None
     if cfg.landmarks is not None:
         images, held_out = holdout_split(images, cfg.landmarks.holdout, cfg.seed)

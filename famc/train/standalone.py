@@ -39,7 +39,7 @@ from famc.supernet import build_supernet, with_memory_format
 from famc.train.optim import lr_at, param_groups
 
 if TYPE_CHECKING:
-    from famc.data import DataSplits, ImageSet
+    from famc.data import DataSplits, Images
     from famc.space import Arch, SearchSpace
 
 __all__ = [
@@ -190,7 +190,7 @@ def _train_epoch(
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, images: ImageSet, resolution: int, data: DataSplits) -> torch.Tensor:
+def evaluate(model: nn.Module, images: Images, resolution: int, data: DataSplits) -> torch.Tensor:
     """Boolean correctness vector of ``model`` on ``images`` in eval mode, i.e. with the BN running
     statistics it accumulated while training (no re-calibration: it was never weight-shared).
     Runs on the model's device; the vector is on the CPU."""
@@ -198,7 +198,7 @@ def evaluate(model: nn.Module, images: ImageSet, resolution: int, data: DataSpli
     dev = next(model.parameters()).device
     hits = [
         model(to_input(to_device(x, dev), resolution, data.mean, data.std)).argmax(1).cpu() == y
-        for x, y in images.batches(EVAL_BATCH)
+        for x, y in images.batches(EVAL_BATCH, resolution=resolution)
     ]
     return torch.cat(hits)
 
