@@ -1,9 +1,10 @@
-"""``famc build``: the five stages, composed.
+"""``famc build``: the stages, composed.
 
-    config → prepare → search → evaluate → ship (weights, exports, latency) → report
+    config → prepare → search → evaluate → [fine-tune] → ship (weights, exports, latency) → report
 
 Each stage is one module taking and returning typed values (``famc.prepare``,
-``famc.search.stage``, ``famc.evaluate.stage``, ``famc.ship``, ``famc.report.stage``). The release
+``famc.search.stage``, ``famc.evaluate.stage``, ``famc.finetune.stage`` (only with a
+``finetune:`` section), ``famc.ship``, ``famc.report.stage``). The release
 is written into a hidden staging directory and renamed into place only when complete.
 """
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from famc.errors import GateFailure
 from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import evaluate
+from famc.finetune.stage import finetune
 from famc.io import check_output_dir, staged_directory
 from famc.prepare import prepare
 from famc.progress import Reporter
@@ -38,9 +40,13 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
         log(note)
     families = search(p, ev.search_vector, reporter or Reporter("off"))
     evaluated = evaluate(p, families, ev, log)
+    tuned = finetune(p, evaluated, ev, log)
+    if tuned is not None:
+        evaluated = tuned.evaluated
     with staged_directory(out_dir) as tmp:
-        shipped = ship(p, evaluated, ev, tmp, log)
-        manifest = report(p, families, evaluated, ev, shipped, tmp, gates=gates, started=started)
+        shipped = ship(p, evaluated, ev, tmp, log, None if tuned is None else tuned.models)
+        manifest = report(p, families, evaluated, ev, shipped, tmp, gates=gates, started=started,
+                          tuned=tuned)  # fmt: skip
     for host_note in dict.fromkeys(
         m.latency_ms.note for m in manifest.members if m.latency_ms.note
     ):
