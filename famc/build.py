@@ -38,7 +38,7 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
     ev = CachedEvaluation(p)
     for note in [*p.notes, *ev.notes()]:
         log(note)
-    families = search(p, ev.search_vector, reporter or Reporter("off"))
+    families = search(p, ev.search_vectors, reporter or Reporter("off"))
     evaluated = evaluate(p, families, ev, log)
     tuned = finetune(p, evaluated, ev, log)
     if tuned is not None:

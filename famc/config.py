@@ -75,6 +75,15 @@ class PrescreenConfig(Strict):
     draws: int = Field(4, ge=2)
 
 
+class RacingConfig(Strict):
+    """Stop a candidate after its first ``images`` search images when its paired reward is ``z``
+    standard errors below the weakest parent's (famc.search.race). Survivors, parents and chosen
+    members are scored on the whole split, as without racing."""
+
+    images: int = Field(gt=0)  # a multiple of evaluation.batch_size
+    z: float = Field(2.33, gt=0)  # one-sided 99 %
+
+
 class SearchConfig(Strict):
     """REG-NAS defaults: population 100, 20 generations after the initial one, top 25 % parents,
     half mutants: at most 100 + 20 × 75 = 1,600 evaluations per search (a repeated architecture
@@ -105,6 +114,7 @@ class SearchConfig(Strict):
     baseline: Literal["r0", "none"] = "r0"
     seed: int = 0
     prescreen: PrescreenConfig | None = None
+    racing: RacingConfig | None = None  # None: every candidate sees the whole search split
 
 
 class FinetuneConfig(Strict):
@@ -166,6 +176,16 @@ class FamilyConfig(Strict):
         if dup:
             raise ValueError(f"member names must be unique; repeated: {', '.join(sorted(dup))}")
         return v
+
+    @model_validator(mode="after")
+    def _race_aligned(self) -> FamilyConfig:
+        race, batch = self.search.racing, self.evaluation.batch_size
+        if race is not None and race.images % batch:
+            raise ValueError(
+                f"search.racing.images ({race.images}) must be a multiple of "
+                f"evaluation.batch_size ({batch}): the race's slice is whole batches"
+            )
+        return self
 
 
 def resolve(base: Path, value: str | None) -> str | None:

@@ -65,14 +65,24 @@ def negative_flip_impact(ref: torch.Tensor, target: torch.Tensor) -> float:
     return int((ref & ~target).sum()) / errors if errors else 0.0
 
 
+def per_sample_reward(
+    target: torch.Tensor, refs: Sequence[torch.Tensor], lambda1: float, lambda2: float
+) -> torch.Tensor:
+    """Each sample's share of the REG-NAS reward (its mean is :func:`reward`): racing compares two
+    candidates sample by sample on the same images."""
+    _check(target, *refs)
+    r = lambda1 * 100.0 * target.double()
+    if refs and lambda2:
+        flips = torch.stack([ref & ~target for ref in refs]).double().mean(0)
+        r = r - lambda2 * 100.0 * flips
+    return r
+
+
 def reward(
     target: torch.Tensor, refs: Sequence[torch.Tensor], lambda1: float, lambda2: float
 ) -> float:
     """REG-NAS reward ``λ1·Top1 − λ2·NFR`` (mean NFR over the references; none → plain Top-1)."""
-    r = lambda1 * top1(target)
-    if refs and lambda2:
-        r -= lambda2 * sum(nfr(ref, target) for ref in refs) / len(refs)
-    return r
+    return per_sample_reward(target, refs, lambda1, lambda2).mean().item()
 
 
 class Pair(BaseModel):

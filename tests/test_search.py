@@ -13,7 +13,8 @@ from famc.errors import FamcError
 from famc.evaluate.cache import ResultCache, result_key
 from famc.progress import Reporter
 from famc.search.evolution import Constraint, EvolutionSettings, Prescreen, Score, evolve
-from famc.search.family import MemberSpec, search_family
+from famc.search.family import MemberSpec, Racing, search_family
+from famc.search.race import Race
 from famc.space import flops, get_space
 
 SPACE = get_space("fashion-mbv3")
@@ -24,10 +25,13 @@ def mflops(budget: float, label: str = "edge") -> Constraint:
     return Constraint(lambda a: flops(SPACE, a) / 1e6, budget, lambda x: f"{x:.2f} MFLOPs", label)
 
 
-def fake_fitness(arch) -> Score:
+def fake_fitness(archs, bar) -> list[Score]:
     """Bigger is better, with a deterministic per-architecture wobble."""
-    wobble = random.Random(str(arch)).random()
-    return Score(flops(SPACE, arch) / 1e6 + wobble, None, flops(SPACE, arch) / 1e6 + wobble)
+    scores = []
+    for arch in archs:
+        value = flops(SPACE, arch) / 1e6 + random.Random(str(arch)).random()
+        scores.append(Score(value, None, value, 1))
+    return scores
 
 
 def test_budget_respected_and_best_is_best_of_trace():
@@ -100,12 +104,13 @@ def test_prescreen_evaluates_the_best_predicted_of_its_draws():
 def test_family_members_nest_and_budget_order_is_checked():
     vectors: dict = {}
 
-    def correct(arch):
-        if arch not in vectors:
-            g = torch.Generator().manual_seed(hash(arch) % 2**31)
-            p = min(0.95, 0.5 + flops(SPACE, arch) / 30e6)
-            vectors[arch] = torch.rand(500, generator=g) < p
-        return vectors[arch]
+    def correct(archs, race):
+        for arch in archs:
+            if arch not in vectors:
+                g = torch.Generator().manual_seed(hash(arch) % 2**31)
+                p = min(0.95, 0.5 + flops(SPACE, arch) / 30e6)
+                vectors[arch] = torch.rand(500, generator=g) < p
+        return [vectors[a] for a in archs]
 
     specs = [MemberSpec("edge", mflops(3.0)), MemberSpec("server", mflops(6.0, "server")),
              MemberSpec("cloud", mflops(12.0, "cloud"))]  # fmt: skip
@@ -159,3 +164,64 @@ def test_result_cache_rejects_damaged_entries_and_unusable_files(tmp_path):
     cache.put("k", vec)  # cannot persist, but the build goes on with a memory cache
     assert cache.problem is not None and "memory only" in cache.problem
     assert torch.equal(cache.get("k", 64), vec)
+
+
+def _raced_vectors(truth: dict, computed: dict):
+    """Search vectors that honour a race the way the engine does (prefix, then judge);
+    ``computed`` counts the samples evaluated per architecture (a cache makes repeats free)."""
+
+    difficulty = torch.rand(2000, generator=torch.Generator().manual_seed(7))
+
+    def vectors(archs, race):
+        out = []
+        for arch in archs:
+            if arch not in truth:  # models share which samples are hard, as real ones do
+                g = torch.Generator().manual_seed(hash(arch) % 2**31)
+                p = min(0.95, 0.5 + flops(SPACE, arch) / 20e6)
+                truth[arch] = (difficulty < p) ^ (torch.rand(2000, generator=g) < 0.02)
+            v = truth[arch]
+            stopped = race is not None and not race.keep_going(v[: race.images])
+            out.append(v[: race.images] if stopped else v)
+            computed[arch] = max(computed.get(arch, 0), out[-1].numel())
+        return out
+
+    return vectors
+
+
+def test_racing_stops_losers_early_and_chooses_as_exhaustive_search_does():
+    specs = [MemberSpec("edge", mflops(3.0)), MemberSpec("server", mflops(6.0, "server"))]
+    runs = {}
+    for racing in (None, Racing(images=200, z=2.33)):
+        truth: dict = {}
+        computed: dict = {}
+        fam = search_family(SPACE, specs, _raced_vectors(truth, computed), SMALL, regnas=True,
+                            lambda1=1, lambda2=1, reference="below", seed=0,
+                            reporter=Reporter("off"), racing=racing)  # fmt: skip
+        runs[racing is None] = (fam, sum(computed.values()))
+        for m in fam:
+            assert not m.best.score.partial and m.best.score.images == 2000
+            for c in m.trace:  # a stopped candidate rests on the race's slice, nothing else
+                assert c.score.images == (200 if c.score.partial else 2000)
+    (raced, raced_cost), (full, full_cost) = runs[False], runs[True]
+    assert [m.best.arch for m in raced] == [m.best.arch for m in full]
+    assert [m.best.score for m in raced] == [m.best.score for m in full]
+    stopped = sum(c.score.partial for m in raced for c in m.trace)
+    assert stopped > 0 and raced_cost < 0.8 * full_cost, (stopped, raced_cost, full_cost)
+
+
+def test_race_decision_is_a_paired_comparison_with_the_bar():
+    g = torch.Generator().manual_seed(0)
+    bar = torch.rand(1000, generator=g) < 0.9
+    same = Race.against(bar, [], 1000, 1.0, 1.0, 2.33)
+    assert same.keep_going(bar.clone())  # identical to the bar: not worse
+    worse = bar & (torch.rand(1000, generator=g) < 0.9)  # loses ~9 % of the bar's successes
+    assert not same.keep_going(worse)
+    better = bar | (torch.rand(1000, generator=g) < 0.5)
+    assert same.keep_going(better)
+    # with a reference, flips count against the candidate too: same Top-1, more flips → stopped
+    ref = bar.clone()
+    swapped = bar.clone()
+    right, wrong = torch.nonzero(bar).flatten()[:60], torch.nonzero(~bar).flatten()[:60]
+    swapped[right], swapped[wrong] = False, True
+    assert Race.against(bar, [], 1000, 1.0, 0.0, 2.33).keep_going(swapped)
+    assert not Race.against(bar, [ref], 1000, 1.0, 1.0, 2.33).keep_going(swapped)

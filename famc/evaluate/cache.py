@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ import torch
 from famc.evaluate.engine import Evaluator
 from famc.metrics import pack_correct, unpack_correct
 from famc.prepare import Prepared
+from famc.search.race import Race
 from famc.space import Arch
 
 
@@ -69,15 +71,22 @@ class ResultCache:
             if row is None:
                 self.bad += 1
             else:
-                self._mem[row[0]] = (row[1], row[2])
+                self._keep(row[0], row[1], row[2])
+
+    def _keep(self, key: str, n: int, bits: str) -> None:
+        """Keep the longest vector seen for ``key``: a raced candidate's prefix is extended later
+        when it survives a race."""
+        if n > self._mem.get(key, (0, ""))[0]:
+            self._mem[key] = (n, bits)
 
     def _unusable(self, why: str) -> None:
         self.path, self.problem = None, f"{why}; evaluations are kept in memory only"
 
     def get(self, key: str, n: int) -> torch.Tensor | None:
-        """The vector stored for ``key`` if it has ``n`` entries and decodes; else None."""
+        """The vector (or prefix, after a race) stored for ``key`` if it has at most ``n``
+        entries and decodes; else None."""
         hit = self._mem.get(key)
-        if hit is None or hit[0] != n:
+        if hit is None or hit[0] > n:
             return None
         try:
             vec = unpack_correct(hit[1], n)
@@ -90,7 +99,7 @@ class ResultCache:
 
     def put(self, key: str, correct: torch.Tensor) -> None:
         n, bits = correct.numel(), pack_correct(correct)
-        self._mem[key] = (n, bits)
+        self._keep(key, n, bits)
         if self.path is None:
             return
         line = json.dumps({"key": key, "n": n, "bits": bits, "sum": _checksum(key, n, bits)})
@@ -133,16 +142,27 @@ class CachedEvaluation:
         self.splits = {"search": p.search_split, "test": p.data.test}
         self.evaluated = 0
 
-    def correct(self, arch: Arch, split: str) -> torch.Tensor:
+    def correct(self, arch: Arch, split: str, race: Race | None = None) -> torch.Tensor:
+        """``arch``'s vector on ``split``: from the cache, else computed (and stored). With a
+        ``race`` it may be a prefix of the split (the candidate was stopped)."""
         images = self.splits[split]
-        key = result_key(arch, f"{self.context}|{split}={len(images)}")
-        hit = self.cache.get(key, len(images))
-        if hit is not None:
-            return hit
-        vec = self.evaluator.correct(arch, images)
+        n = len(images)
+        key = result_key(arch, f"{self.context}|{split}={n}")
+        have = self.cache.get(key, n)
+        if have is not None and (
+            have.numel() == n
+            or (race is not None and have.numel() >= race.images and not race.keep_going(have))
+        ):
+            return have
+        vec = self.evaluator.correct(arch, images, race, done=have)
         self.evaluated += 1
         self.cache.put(key, vec)
         return vec
+
+    def correct_many(self, archs: Sequence[Arch], split: str,
+                     race: Race | None = None) -> list[torch.Tensor]:  # fmt: skip
+        """Vectors of several architectures (one call, so a backend may run them in parallel)."""
+        return [self.correct(a, split, race) for a in archs]
 
     def notes(self) -> list[str]:
         """What the build log should say about the cache: damaged entries, an unusable file."""
@@ -152,5 +172,5 @@ class CachedEvaluation:
                        f"{self.cache_path}; they are recomputed")  # fmt: skip
         return out
 
-    def search_vector(self, arch: Arch) -> torch.Tensor:
-        return self.correct(arch, "search")
+    def search_vectors(self, archs: Sequence[Arch], race: Race | None = None) -> list[torch.Tensor]:
+        return self.correct_many(archs, "search", race)

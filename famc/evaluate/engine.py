@@ -18,6 +18,7 @@ from torch import nn
 from famc.data import DataConfig, DataSplits, ImageSet, to_input
 from famc.errors import FamcError
 from famc.io import first_line
+from famc.search.race import Race
 from famc.space import Arch, SearchSpace, get_space
 from famc.supernet import (
     BNConvention,
@@ -68,14 +69,37 @@ class Evaluator:
         return recalibrate(sub, self.inputs(self.calib, arch.resolution), self.bn_convention)
 
     @torch.inference_mode()
-    def logits(self, model: nn.Module, images: ImageSet, resolution: int) -> torch.Tensor:
+    def logits(self, model: nn.Module, images: ImageSet, resolution: int, start: int = 0,
+               stop: int | None = None) -> torch.Tensor:  # fmt: skip
+        """Logits of samples ``start:stop`` (batch-aligned), batched as for the whole set, so a
+        vector assembled from slices equals the one-pass vector exactly."""
+        stop = len(images) if stop is None else stop
+        b = self.batch_size
+        if start % b or (stop % b and stop != len(images)):
+            raise ValueError(f"slice {start}:{stop} is not aligned to batches of {b}")
         model.eval()
-        return torch.cat([model(x) for x in self.inputs(images, resolution)])
+        batches = self.inputs(images, resolution)[start // b : -(-stop // b)]
+        return torch.cat([model(x) for x in batches])
 
-    def correct(self, arch: Arch, images: ImageSet) -> torch.Tensor:
-        """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right."""
-        logits = self.logits(fold_bn(self.model(arch)), images, arch.resolution)
-        return logits.argmax(1) == images.labels
+    def correct(self, arch: Arch, images: ImageSet, race: Race | None = None,
+                done: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right.
+
+        With a ``race`` the first ``race.images`` are judged before the rest is computed, and a
+        stopped candidate's vector is that prefix. ``done`` is a prefix computed before (from the
+        cache): only the remainder is predicted."""
+        n = len(images)
+        have = torch.zeros(0, dtype=torch.bool) if done is None else done
+        stop = n if race is None or have.numel() >= race.images else min(race.images, n)
+        model = fold_bn(self.model(arch))
+
+        def run(a: int, b: int) -> torch.Tensor:
+            return self.logits(model, images, arch.resolution, a, b).argmax(1) == images.labels[a:b]
+
+        vec = torch.cat([have, run(have.numel(), stop)])
+        if stop < n and (race is None or race.keep_going(vec)):
+            vec = torch.cat([vec, run(stop, n)])
+        return vec
 
 
 @dataclass(frozen=True)

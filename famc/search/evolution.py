@@ -1,7 +1,9 @@
 """Constrained evolutionary architecture search (OFA's finder; REG-NAS settings by default).
 
 Each generation keeps the top ``parent_ratio`` of the population as parents and refills it with
-mutants (``mutation_ratio``) and uniform crossovers of two parents. Candidates must satisfy the
+mutants (``mutation_ratio``) and uniform crossovers of two parents. A generation's new candidates are
+drawn first and scored in one call, so an evaluation backend may score them in parallel; the weakest
+parent is handed to the fitness as the bar a racing fitness may stop candidates against. Candidates must satisfy the
 compute constraint (rejection sampling with a retry cap, never an endless loop) and, under CAS, contain
 every reference architecture. With a ``Prescreen`` (an accuracy predictor) each new candidate is the
 best-predicted of several admissible draws, so fewer real evaluations go to poor candidates.
@@ -46,6 +48,11 @@ class Score:
     top1: float
     nfr: float | None  # against the reference(s); None without references
     reward: float
+    images: int  # search images the score rests on
+    partial: bool = False  # stopped by racing: never a parent, never chosen
+
+
+Fitness = Callable[[Sequence[Arch], "Candidate | None"], list[Score]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,8 @@ class Candidate:
             "top1": round(self.score.top1, 4),
             "nfr": None if self.score.nfr is None else round(self.score.nfr, 4),
             "reward": round(self.score.reward, 4),
+            "images": self.score.images,
+            "partial": self.score.partial,
             "generation": self.generation,
         }
 
@@ -89,7 +98,7 @@ class _Evolution:
     budget and CAS, and the trace of every architecture evaluated."""
 
     space: SearchSpace
-    fitness: Callable[[Arch], Score]
+    fitness: Fitness
     constraint: Constraint
     refs: Sequence[Arch]
     settings: EvolutionSettings
@@ -154,20 +163,28 @@ class _Evolution:
         a, b = self.rng.sample(list(parents), 2)
         return self.space.crossover(a.arch, b.arch, self.rng)
 
-    def evaluate(self, arch: Arch, generation: int) -> Candidate:
-        for r in self.refs:  # CAS is asserted for every candidate, not assumed
-            if not self.space.contains(r, arch):
-                raise RuntimeError(f"CAS violated: {arch} does not contain {r}")
-        if arch not in self.seen:
-            self.seen[arch] = Candidate(arch, self.constraint.cost(arch), self.fitness(arch),
-                                        generation)  # fmt: skip
+    def evaluate(self, archs: Sequence[Arch], generation: int,
+                 bar: Candidate | None) -> list[Candidate]:  # fmt: skip
+        """Candidates for ``archs``; the ones not seen before are scored in one fitness call."""
+        for arch in archs:  # CAS is asserted for every candidate, not assumed
+            for r in self.refs:
+                if not self.space.contains(r, arch):
+                    raise RuntimeError(f"CAS violated: {arch} does not contain {r}")
+        new = [a for a in dict.fromkeys(archs) if a not in self.seen]
+        for arch, score in zip(new, self.fitness(new, bar) if new else [], strict=True):
+            self.seen[arch] = Candidate(arch, self.constraint.cost(arch), score, generation)
             self.trace.append(self.seen[arch])
-        return self.seen[arch]
+        return [self.seen[a] for a in archs]
+
+
+def rank_key(c: Candidate) -> tuple[bool, float, Arch]:
+    """Parents and the chosen one: fully evaluated first, then by reward (ties: by architecture)."""
+    return (c.score.partial, -c.score.reward, c.arch)
 
 
 def evolve(
     space: SearchSpace,
-    fitness: Callable[[Arch], Score],
+    fitness: Fitness,
     constraint: Constraint,
     refs: Sequence[Arch],
     settings: EvolutionSettings,
@@ -187,19 +204,20 @@ def evolve(
     total = s.population + s.generations * (n_mutants + n_cross)
     with (reporter or Reporter("off")).task(title, total, best_reward="-") as task:
 
-        def add(arch: Arch, generation: int) -> Candidate:
-            cand = ev.evaluate(arch, generation)
-            task.advance(best_reward=f"{max(c.score.reward for c in ev.trace):.3f}")
-            return cand
+        def add(archs: list[Arch], generation: int, bar: Candidate | None) -> list[Candidate]:
+            cands = ev.evaluate(archs, generation, bar)
+            full = [c.score.reward for c in ev.trace if not c.score.partial]
+            task.advance(len(archs), best_reward=f"{max(full):.3f}" if full else "-")
+            return cands
 
-        population = [
-            add(ev.draw(ev.sample, "initial architecture"), 0) for _ in range(s.population)
-        ]
+        first = [ev.draw(ev.sample, "initial architecture") for _ in range(s.population)]
+        population = add(first, 0, None)
         for g in range(1, s.generations + 1):
-            parents = sorted(population, key=lambda c: (-c.score.reward, c.arch))[:n_parents]
+            parents = sorted(population, key=rank_key)[:n_parents]
             mutant, child = partial(ev.mutant, parents), partial(ev.child, parents)
-            children = [add(ev.draw(mutant, "mutant"), g) for _ in range(n_mutants)]
-            children += [add(ev.draw(child, "crossover child"), g) for _ in range(n_cross)]
-            population = parents + children
-    best = min(ev.trace, key=lambda c: (-c.score.reward, c.arch))
+            drawn = [ev.draw(mutant, "mutant") for _ in range(n_mutants)]
+            drawn += [ev.draw(child, "crossover child") for _ in range(n_cross)]
+            bar = parents[-1] if not parents[-1].score.partial else None
+            population = parents + add(drawn, g, bar)
+    best = min(ev.trace, key=rank_key)
     return best, ev.trace

@@ -17,7 +17,16 @@ from famc.errors import FamcError
 from famc.metrics import nfr as nfr_rate
 from famc.metrics import reward, top1
 from famc.progress import Reporter
-from famc.search.evolution import Candidate, Constraint, EvolutionSettings, Score, evolve
+from famc.search.evolution import (
+    Candidate,
+    Constraint,
+    EvolutionSettings,
+    Fitness,
+    Score,
+    cheapest,
+    evolve,
+)
+from famc.search.race import Race
 from famc.space.arch import Arch
 from famc.space.space import SearchSpace
 
@@ -26,6 +35,43 @@ from famc.space.space import SearchSpace
 class MemberSpec:
     name: str
     constraint: Constraint
+
+
+# the search split's vectors of several architectures, some perhaps stopped by a race
+SearchVectors = Callable[[Sequence[Arch], Race | None], list[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Racing:
+    """Stop a candidate after ``images`` search images when it is ``z`` standard errors below the
+    weakest parent (famc.search.race)."""
+
+    images: int
+    z: float
+
+
+def _fitness(vectors: SearchVectors, refs: Sequence[Arch], l1: float, l2: float,
+             racing: Racing | None) -> Fitness:  # fmt: skip
+    """Scores of a batch of candidates: Top-1, NFR against ``refs`` and the reward, on the whole
+    search split, or on its first images for a candidate a race stopped."""
+    ref_vectors = vectors(refs, None)
+
+    def fitness(archs: Sequence[Arch], bar: Candidate | None) -> list[Score]:
+        race, size = None, None
+        if racing is not None and bar is not None:
+            bar_vector = vectors([bar.arch], None)[0]
+            race = Race.against(bar_vector, ref_vectors, racing.images, l1, l2, racing.z)
+            size = bar_vector.numel()
+        scores = []
+        for c in vectors(archs, race):
+            n = c.numel()
+            refs_n = [r[:n] for r in ref_vectors]
+            nfr = sum(nfr_rate(r, c) for r in refs_n) / len(refs_n) if refs_n else None
+            partial = size is not None and n < size
+            scores.append(Score(top1(c), nfr, reward(c, refs_n, l1, l2), n, partial))
+        return scores
+
+    return fitness
 
 
 @dataclass(frozen=True)
@@ -39,7 +85,7 @@ class FoundMember:
 def search_family(
     space: SearchSpace,
     members: Sequence[MemberSpec],
-    correct: Callable[[Arch], torch.Tensor],
+    vectors: SearchVectors,
     settings: EvolutionSettings,
     *,
     regnas: bool,
@@ -48,36 +94,33 @@ def search_family(
     reference: str,
     seed: int,
     reporter: Reporter,
+    racing: Racing | None = None,
 ) -> list[FoundMember]:
-    """Search every member, smallest first. ``correct(arch)`` gives the search-split vector."""
+    """Search every member, smallest first. ``vectors(archs, race)`` gives search-split vectors."""
     found: list[FoundMember] = []
     for i, spec in enumerate(members):
         refs: list[Arch] = []
         if regnas and found:
             refs = [m.best.arch for m in found] if reference == "all" else [found[-1].best.arch]
-            below = found[-1]
-            cost = spec.constraint.cost(below.best.arch)
-            if cost > spec.constraint.budget:
-                raise FamcError(
-                    f"{spec.name}'s budget {spec.constraint.describe(spec.constraint.budget)} "
-                    f"cannot hold {below.name}'s model ({spec.constraint.describe(cost)} on "
-                    f"{spec.name}'s cost model), yet {spec.name} must contain it: raise "
-                    f"{spec.name}'s budget or lower {below.name}'s"
-                )
-        ref_vectors = [correct(r) for r in refs]
+            _check_holds(space, spec, found[-1])
         l1, l2 = (lambda1, lambda2) if refs else (1.0, 0.0)
-
-        def fitness(
-            arch: Arch, refs: list[torch.Tensor] = ref_vectors, l1: float = l1, l2: float = l2
-        ) -> Score:
-            c = correct(arch)
-            nfr = sum(nfr_rate(r, c) for r in refs) / len(refs) if refs else None
-            return Score(top1(c), nfr, reward(c, refs, l1, l2))
-
         mode = "R0" if not refs else f"R(λ1={l1:g},λ2={l2:g})+CAS"
         title = f"{'reg-nas' if regnas else 'baseline'} {spec.name} [{mode}]"
         rng = random.Random(f"{seed}:{i}:{spec.name}")
-        best, trace = evolve(space, fitness, spec.constraint, refs, settings, rng, title=title,
-                             reporter=reporter)  # fmt: skip
+        best, trace = evolve(space, _fitness(vectors, refs, l1, l2, racing), spec.constraint, refs,
+                             settings, rng, title=title, reporter=reporter)  # fmt: skip
         found.append(FoundMember(spec.name, best, found[-1].name if refs else None, trace))
     return found
+
+
+def _check_holds(space: SearchSpace, spec: MemberSpec, below: FoundMember) -> None:
+    """A member must contain the one below, so its budget must hold it (at the lowest
+    resolution: CAS leaves resolution free)."""
+    c = spec.constraint
+    cost = c.cost(cheapest(space, [below.best.arch]))
+    if cost > c.budget:
+        raise FamcError(
+            f"{spec.name}'s budget {c.describe(c.budget)} cannot hold {below.name}'s model "
+            f"({c.describe(cost)} on {spec.name}'s cost model, at the lowest resolution), yet "
+            f"{spec.name} must contain it: raise {spec.name}'s budget or lower {below.name}'s"
+        )

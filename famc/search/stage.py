@@ -1,21 +1,17 @@
 """Build stage 2, search: prepared members → the REG-NAS family and the plain-NAS baseline.
 
-The stage only needs a way to score an architecture on the search split (``correct``); how vectors
+The stage only needs a way to score architectures on the search split (``vectors``); how vectors
 are computed and cached is the evaluation engine's business, handed in by the build.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
 
 from famc.prepare import MemberPlan, Prepared
 from famc.progress import Reporter
 from famc.search.evolution import Constraint, EvolutionSettings, Prescreen
-from famc.search.family import FoundMember, MemberSpec, search_family
-from famc.space import Arch
+from famc.search.family import FoundMember, MemberSpec, Racing, SearchVectors, search_family
 
 
 @dataclass(frozen=True)
@@ -32,7 +28,7 @@ def constraint(p: Prepared, plan: MemberPlan) -> Constraint:
                       plan.name)  # fmt: skip
 
 
-def search(p: Prepared, correct: Callable[[Arch], torch.Tensor], reporter: Reporter) -> Families:
+def search(p: Prepared, vectors: SearchVectors, reporter: Reporter) -> Families:
     """Search every member of both families (REG-NAS: R0 then R2 + CAS; baseline: R0 each)."""
     s = p.cfg.search
     screen = None
@@ -42,10 +38,11 @@ def search(p: Prepared, correct: Callable[[Arch], torch.Tensor], reporter: Repor
     settings = EvolutionSettings(s.population, s.generations, s.parent_ratio, s.mutation_ratio,
                                  s.mutate_prob, s.max_tries, screen)  # fmt: skip
     specs = [MemberSpec(plan.name, constraint(p, plan)) for plan in p.plans]
+    racing = None if s.racing is None else Racing(s.racing.images, s.racing.z)
 
     def run(regnas: bool) -> list[FoundMember]:
-        return search_family(p.space, specs, correct, settings, regnas=regnas, lambda1=s.lambda1,
+        return search_family(p.space, specs, vectors, settings, regnas=regnas, lambda1=s.lambda1,
                              lambda2=s.lambda2, reference=s.reference, seed=s.seed,
-                             reporter=reporter)  # fmt: skip
+                             reporter=reporter, racing=racing)  # fmt: skip
 
     return Families(run(True), run(False) if s.baseline == "r0" else None)
