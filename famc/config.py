@@ -187,6 +187,16 @@ class FamilyConfig(Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _race_on_reward(self) -> FamilyConfig:
+        if self.search.racing is not None and self.search.selection != "reward":
+            raise ValueError(
+                f"search.racing stops candidates on the reward, which `search.selection: "
+                f"{self.search.selection}` does not rank by: drop `racing` or use "
+                "`selection: reward`"
+            )
+        return self
+
 
 def resolve(base: Path, value: str | None) -> str | None:
     """``value`` relative to ``base`` unless absolute."""

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from famc.search.evolution import Candidate
+from famc.space.arch import Arch
+
+if TYPE_CHECKING:  # evolution.py takes its default rule from here
+    from famc.search.evolution import Candidate
 
 
 def _nfr(c: Candidate) -> float:
@@ -30,10 +33,17 @@ def _nfr(c: Candidate) -> float:
     return 0.0 if c.score.nfr is None else c.score.nfr
 
 
+def complete(cands: Sequence[Candidate]) -> list[Candidate]:
+    """The fully evaluated candidates (racing stops some on a slice of the search split: their
+    scores are not comparable, so they never join the front, become parents or get chosen);
+    all of them only when none is complete, so a rule always has something to pick."""
+    return [c for c in cands if not c.score.partial] or list(cands)
+
+
 def pareto_front(cands: Sequence[Candidate]) -> list[Candidate]:
-    """The candidates with an NFR that no other beats on both Top-1 (≥) and NFR (≤, one strictly),
-    lowest NFR first; equal points keep the first evaluated."""
-    scored = sorted((c for c in cands if c.score.nfr is not None),
+    """The fully evaluated candidates with an NFR that no other beats on both Top-1 (≥) and NFR
+    (≤, one strictly), lowest NFR first; of equal points the first evaluated."""
+    scored = sorted((c for c in cands if c.score.nfr is not None and not c.score.partial),
                     key=lambda c: (_nfr(c), -c.score.top1))  # fmt: skip
     front: list[Candidate] = []
     for c in scored:  # NFR ascending: a point joins iff it beats every lower-NFR point's Top-1
@@ -61,16 +71,21 @@ class Selection(Protocol):
     def choose(self, seen: Sequence[Candidate]) -> Candidate: ...
 
 
+def reward_rank(c: Candidate) -> tuple[bool, float, Arch]:
+    """Fully evaluated first, then by reward (ties: by architecture)."""
+    return (c.score.partial, -c.score.reward, c.arch)
+
+
 @dataclass(frozen=True)
 class RewardSelection:
     """The largest reward ``λ1·Top1 − λ2·NFR`` wins; parents are the top ``n`` by reward."""
 
     def parents(self, population: Sequence[Candidate], seen: Sequence[Candidate],
                 n: int) -> list[Candidate]:  # fmt: skip
-        return sorted(population, key=lambda c: (-c.score.reward, c.arch))[:n]
+        return sorted(population, key=reward_rank)[:n]
 
     def choose(self, seen: Sequence[Candidate]) -> Candidate:
-        return min(seen, key=lambda c: (-c.score.reward, c.arch))
+        return min(seen, key=reward_rank)
 
 
 @dataclass(frozen=True)
@@ -86,14 +101,16 @@ class EpsilonSelection:
 
     epsilon_pt: float
 
-    def _band(self, seen: Sequence[Candidate]) -> float:
-        return max(c.score.top1 for c in seen) - self.epsilon_pt
+    def _floor(self, seen: Sequence[Candidate]) -> float:
+        return max(c.score.top1 for c in complete(seen)) - self.epsilon_pt
 
     def parents(self, population: Sequence[Candidate], seen: Sequence[Candidate],
                 n: int) -> list[Candidate]:  # fmt: skip
-        floor, lead = self._band(seen), top1_paragon(population)
+        floor, lead = self._floor(seen), top1_paragon(complete(population))
 
         def key(c: Candidate) -> tuple[int, float, float]:
+            if c.score.partial:
+                return (3, -c.score.top1, 0.0)
             if c is lead:
                 return (0, 0.0, 0.0)
             if c.score.top1 >= floor:
@@ -103,8 +120,8 @@ class EpsilonSelection:
         return sorted(population, key=lambda c: (*key(c), c.arch))[:n]
 
     def choose(self, seen: Sequence[Candidate]) -> Candidate:
-        floor = self._band(seen)
-        return nfr_paragon([c for c in seen if c.score.top1 >= floor])
+        floor = self._floor(seen)
+        return nfr_paragon([c for c in complete(seen) if c.score.top1 >= floor])
 
 
 def selection(rule: str, epsilon_pt: float) -> Selection:

@@ -12,6 +12,7 @@ from famc.prepare import MemberPlan, Prepared
 from famc.progress import Reporter
 from famc.search.evolution import Constraint, EvolutionSettings, Prescreen
 from famc.search.family import FoundMember, MemberSpec, Racing, SearchVectors, search_family
+from famc.search.select import selection
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ def search(p: Prepared, vectors: SearchVectors, reporter: Reporter) -> Families:
         predictor = p.predictor
         screen = Prescreen(lambda archs: predictor.predict(p.space, archs), s.prescreen.draws)
     settings = EvolutionSettings(s.population, s.generations, s.parent_ratio, s.mutation_ratio,
-                                 s.mutate_prob, s.max_tries, screen)  # fmt: skip
+                                 s.mutate_prob, s.max_tries, screen,
+                                 selection(s.selection, s.epsilon_pt))  # fmt: skip
     specs = [MemberSpec(plan.name, constraint(p, plan)) for plan in p.plans]
     racing = None if s.racing is None else Racing(s.racing.images, s.racing.z)
 
