@@ -221,6 +221,7 @@ def _release(root: Path, extras: bool = True) -> FamilyManifest:
                         "cost": 0.5 + i + k / 10,
                         "top1": 70.0 + k + i,
                         "nfr": 0.4 + k / 2 if fam == "reg-nas" and i else None,
+                        "partial": fam == "reg-nas" and k == 4,  # stopped by racing
                         "reward": 70.0,
                         "generation": k,
                     }
@@ -402,7 +403,8 @@ def test_front_chart_marks_front_paragons_and_chosen(full) -> None:
         for marker in (f"R0 paragon {NAMES[i]}", f"R1 paragon {NAMES[i]}", f"chosen {NAMES[i]}"):
             assert f"<title>{marker}</title>" in chart
         assert chart.count("<polyline") == 1  # the front, joined lowest NFR first
-        assert chart.count("<circle") == 5 + 5 + 3 + 3  # legend, evaluated, front, markers
+        # legend, the 4 fully evaluated (the raced one is left out), front, markers
+        assert chart.count("<circle") == 5 + 4 + 3 + 3
     for rows in (_html_rows(section, ""), _md_rows(md, "## Search: Top-1 vs NFR")):
         assert [r[:2] for r in rows] == [[n, "epsilon"] for n in NAMES[1:]]
         assert [r[4:] for r in rows] == [

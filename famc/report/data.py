@@ -28,6 +28,7 @@ class TracePoint:
     cost: float
     top1: float
     nfr: float | None  # against the member's reference(s); None when searched without any
+    partial: bool  # stopped by racing on a slice of the search split
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ def _load_trace(path: Path) -> list[TracePoint] | None:
             d = json.loads(line)
             points.append(
                 TracePoint(d["family"], d["member"], d["arch"], float(d["cost"]),
-                           float(d["top1"]), None if d["nfr"] is None else float(d["nfr"]))
+                           float(d["top1"]), None if d["nfr"] is None else float(d["nfr"]),
+                           bool(d.get("partial", False)))
             )  # fmt: skip
         except (ValueError, KeyError, TypeError) as exc:
             raise FamcError(f"{path}:{lineno}: not a famc trace line ({exc!r})") from None

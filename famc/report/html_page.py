@@ -163,8 +163,8 @@ def _fronts(release: Release) -> str:
 def _front_chart(member: MemberRecord, trace: list[TracePoint] | None) -> str:
     f = member.search_front
     assert f is not None
-    evaluated = [(p.nfr, p.top1, "") for p in trace or []
-                 if p.family == "reg-nas" and p.member == member.name and p.nfr is not None]  # fmt: skip
+    evaluated = [(p.nfr, p.top1, "") for p in trace or [] if p.family == "reg-nas"
+                 and p.member == member.name and p.nfr is not None and not p.partial]  # fmt: skip
     series = [Series("evaluated", evaluated, TRACE_COLOR, radius=2.2, opacity=0.45)] * bool(
         evaluated
     )
@@ -177,7 +177,8 @@ def _front_chart(member: MemberRecord, trace: list[TracePoint] | None) -> str:
                              radius=5))  # fmt: skip
     return _figure(
         scatter(series, x_label="search NFR vs below (%)", y_label="search Top-1 (%)"),
-        f"{member.name}: {f.evaluated} candidates under its budget and CAS (search split). Line: "
+        f"{member.name}: {f.evaluated} fully evaluated candidates under its budget and CAS (search "
+        f"split). Line: "
         f"the front; R0: the Top-1 paragon (best Top-1); R1: the NFR paragon (lowest NFR); chosen "
         f"by `{f.selection}`.",
     )

@@ -88,7 +88,10 @@ class SearchFront(_Model):
     search Top-1 and NFR, its two ends (the paragons) and the one the selection rule chose."""
 
     selection: str = Field(description="the rule that chose (`search.selection`)")
-    evaluated: int = Field(description="candidates evaluated under the member's budget and CAS")
+    evaluated: int = Field(
+        description="candidates fully evaluated under the member's budget and CAS (racing's "
+        "stopped ones are left out of the front and the paragons)"
+    )
     front: list[FrontPoint] = Field(description="the Pareto front, lowest NFR first")
     top1_paragon: FrontPoint = Field(description="the best search Top-1 (R0's pick)")
     nfr_paragon: FrontPoint = Field(description="the lowest search NFR (R1's pick)")

@@ -93,7 +93,7 @@ def _point(c: Candidate) -> FrontPoint:
 
 def search_front(found: FoundMember, rule: str) -> SearchFront | None:
     """The member's search as Top-1 vs NFR (None for a member searched without references)."""
-    scored = [c for c in found.trace if c.score.nfr is not None]
+    scored = [c for c in found.trace if c.score.nfr is not None and not c.score.partial]
     if not scored or found.best.score.nfr is None:
         return None
     return SearchFront(
