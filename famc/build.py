@@ -1,9 +1,10 @@
-"""``famc build``: the five stages, composed.
+"""``famc build``: the stages, composed.
 
-    config → prepare → search → evaluate → ship (weights, exports, latency) → report
+    config → prepare → search → evaluate → [fine-tune] → ship (weights, exports, latency) → report
 
 Each stage is one module taking and returning typed values (``famc.prepare``,
-``famc.search.stage``, ``famc.evaluate.stage``, ``famc.ship``, ``famc.report.stage``). The release
+``famc.search.stage``, ``famc.evaluate.stage``, ``famc.finetune.stage`` (only with a
+``finetune:`` section), ``famc.ship``, ``famc.report.stage``). The release
 is written into a hidden staging directory and renamed into place only when complete.
 """
 
@@ -17,6 +18,7 @@ from famc.errors import GateFailure
 from famc.evaluate.backends import BackendSettings
 from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import evaluate
+from famc.finetune.stage import finetune
 from famc.io import check_output_dir, staged_directory
 from famc.prepare import prepare
 from famc.progress import Reporter
@@ -51,9 +53,13 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
         evaluated = evaluate(p, families, ev, log)
     finally:
         ev.close()
+    tuned = finetune(p, evaluated, ev, log)
+    if tuned is not None:
+        evaluated = tuned.evaluated
     with staged_directory(out_dir) as tmp:
-        shipped = ship(p, evaluated, ev, tmp, log)
-        manifest = report(p, families, evaluated, ev, shipped, tmp, gates=gates, started=started)
+        shipped = ship(p, evaluated, ev, tmp, log, None if tuned is None else tuned.models)
+        manifest = report(p, families, evaluated, ev, shipped, tmp, gates=gates, started=started,
+                          tuned=tuned)  # fmt: skip
     log(f"test split, exports, latency and report in {time.perf_counter() - t:.0f} s; "
         f"{time.perf_counter() - started:.0f} s in all")  # fmt: skip
     for host_note in dict.fromkeys(

@@ -90,7 +90,20 @@ class RacingConfig(Strict):
 
 
 class SearchConfig(Strict):
-    """REG-NAS defaults: 20 generations × population 100, top 25 % parents, half mutants."""
+    """REG-NAS defaults: population 100, 20 generations after the initial one, top 25 % parents,
+    half mutants: at most 100 + 20 × 75 = 1,600 evaluations per search (a repeated architecture
+    is scored once). REG-NAS reports 1,525 = 100 + 19 × 75, counting the initial population as
+    its first generation; ``generations: 19`` matches it exactly. A build runs one search per
+    member and family (6 for a 3-member family with its baseline), each evaluation a BN
+    re-calibration plus a pass over the search images, so the shipped example asks for far fewer
+    (population 40 × 8 generations, 340 per search) to build in minutes on 2 CPU cores; raise
+    them for a release.
+
+    ``selection`` picks each member's result from the candidates it evaluated
+    (``famc.search.select``): ``reward`` (largest ``λ1·Top1 − λ2·NFR``) or ``epsilon`` (lowest NFR
+    within ``epsilon_pt`` points of the best search Top-1 found under the same budget and CAS).
+    ``reference: all`` measures NFR against every smaller member (their mean) instead of the one
+    below."""
 
     population: int = Field(100, ge=4)
     generations: int = Field(20, ge=0)
@@ -101,10 +114,31 @@ class SearchConfig(Strict):
     lambda1: float = Field(1.0, ge=0)
     lambda2: float = Field(1.0, ge=0)
     reference: Literal["below", "all"] = "below"
+    selection: Literal["reward", "epsilon"] = "reward"
+    epsilon_pt: float = Field(0.3, ge=0)  # Top-1 points the epsilon rule may give up
     baseline: Literal["r0", "none"] = "r0"
     seed: int = 0
     prescreen: PrescreenConfig | None = None
     racing: RacingConfig | None = None  # None: every candidate sees the whole search split
+
+
+class FinetuneConfig(Strict):
+    """Optional fine-tuning of each member against the (final) member below on the training split
+    (REG-NAS §4.4): ``fd-kd`` is cross-entropy plus focal distillation (method notes §5; the
+    public reimplementation's α = 1, β = 5), ``ce`` the same run without the reference, as a
+    control. The smallest member has nothing below it and ships as searched. Fine-tuned members are
+    trained apart, so they no longer share weights literally (CAS still holds for their shapes).
+    SGD with Nesterov momentum, cosine decay from ``lr``; BN re-calibrated afterwards as in the
+    search."""
+
+    method: Literal["fd-kd", "ce"] = "fd-kd"
+    epochs: int = Field(1, ge=1)
+    lr: float = Field(0.005, gt=0)
+    alpha: float = Field(1.0, ge=0)
+    beta: float = Field(5.0, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    batch_size: int = Field(256, gt=0)
+    images: int | None = Field(None, gt=0)  # first N of the training split (None: all)
 
 
 class GatesConfig(Strict):
@@ -135,6 +169,7 @@ class FamilyConfig(Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     search: SearchConfig = SearchConfig()
     members: list[MemberConfig] = Field(min_length=1)
+    finetune: FinetuneConfig | None = None  # off unless given
     gates: GatesConfig = GatesConfig()
     out: str = "runs/family"
 
@@ -154,6 +189,16 @@ class FamilyConfig(Strict):
             raise ValueError(
                 f"search.racing.images ({race.images}) must be a multiple of "
                 f"evaluation.batch_size ({batch}): the race's slice is whole batches"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _race_on_reward(self) -> FamilyConfig:
+        if self.search.racing is not None and self.search.selection != "reward":
+            raise ValueError(
+                f"search.racing stops candidates on the reward, which `search.selection: "
+                f"{self.search.selection}` does not rank by: drop `racing` or use "
+                "`selection: reward`"
             )
         return self
 

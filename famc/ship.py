@@ -5,8 +5,9 @@ Members are written into the staging directory the build renames into place when
 
 from __future__ import annotations
 
+import copy
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,10 +58,11 @@ def test_batches(p: Prepared, resolution: int) -> list[tuple[torch.Tensor, torch
 
 
 def _ship_member(p: Prepared, m: MemberResult, ev: CachedEvaluation, out_dir: Path,
-                 log: Callable[[str], None]) -> ShippedMember:  # fmt: skip
+                 log: Callable[[str], None], tuned: nn.Module | None) -> ShippedMember:  # fmt: skip
     arch, plan = m.found.best.arch, m.plan
     directory = out_dir / "members" / plan.name
-    model = with_memory_format(ev.evaluator.model(arch).cpu(), torch.contiguous_format)
+    model = ev.evaluator.model(arch).cpu() if tuned is None else copy.deepcopy(tuned).cpu()
+    model = with_memory_format(model, torch.contiguous_format)
     pre = preprocessing(p, arch.resolution)
     info = MemberInfo(space=p.space.name, arch=arch.to_dict(), preprocessing=pre, data=p.cfg.data)
     write_member(directory, info, model)
@@ -105,6 +107,10 @@ def time_member(plan: MemberPlan, model: nn.Module, directory: Path, pre: Prepro
 
 
 def ship(p: Prepared, evaluated: Evaluated, ev: CachedEvaluation, out_dir: Path,
-         log: Callable[[str], None]) -> list[ShippedMember]:  # fmt: skip
-    """Write, export and time every member of the REG-NAS family under ``out_dir``."""
-    return [_ship_member(p, m, ev, out_dir, log) for m in evaluated.family.members]
+         log: Callable[[str], None],
+         tuned: Mapping[str, nn.Module] | None = None) -> list[ShippedMember]:  # fmt: skip
+    """Write, export and time every member of the REG-NAS family under ``out_dir``; a member in
+    ``tuned`` (fine-tuned weights by name) ships those instead of the supernet's."""
+    tuned = tuned or {}
+    return [_ship_member(p, m, ev, out_dir, log, tuned.get(m.plan.name))
+            for m in evaluated.family.members]  # fmt: skip

@@ -366,3 +366,58 @@ def test_schema_forbids_unknown_keys_everywhere():
     ]
     member_map = schema()["$defs"]["FamilyPreprocessing"]["properties"]["resolution"]
     assert list(member_map["patternProperties"]) == ["^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"]
+
+
+def test_finetune_ships_tuned_weights_and_reports_before_after(release):
+    tmp, _, out, _ = release
+    config = family_config(tmp / "tuned", evaluation={"search_images": 300, "calib_images": 200,
+                           "cache_dir": str(tmp / "cache")},
+                           finetune={"method": "fd-kd", "epochs": 1, "images": 512,
+                                     "batch_size": 128, "lr": 0.01})  # fmt: skip
+    result = runner.invoke(app, ["build", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    tuned_dir = tmp / "tuned" / "release"
+    tuned = FamilyManifest.model_validate_json((tuned_dir / "family.json").read_text())
+    plain = FamilyManifest.model_validate_json((out / "family.json").read_text())
+    ft = tuned.finetune
+    assert ft is not None and plain.finetune is None and ft.weights_shared is False
+    assert ft.train_images == 512 and ft.method == "fd-kd"
+    # the same search, so "before" is the plain release; the edge ships as searched
+    assert [m.arch for m in tuned.members] == [m.arch for m in plain.members]
+    assert [m.top1_before for m in ft.members] == [m.top1 for m in plain.members]
+    assert [m.top1_after for m in ft.members] == [m.top1 for m in tuned.members]
+    assert [m.reference for m in ft.members] == [None, "edge", "server"]
+    assert ft.pairwise_before == plain.pairwise
+    assert {p.ref: p.nfr for p in tuned.pairwise if p.target == "server"}["edge"] == (
+        ft.members[1].nfr_after
+    )
+    edge_plain = famc.load_member(out / "members" / "edge").state_dict()
+    edge_tuned = famc.load_member(tuned_dir / "members" / "edge").state_dict()
+    assert all(torch.equal(edge_plain[k], edge_tuned[k]) for k in edge_plain)
+    server_plain = famc.load_member(out / "members" / "server").state_dict()
+    server = famc.load_member(tuned_dir / "members" / "server")
+    assert any(not torch.equal(server_plain[k], v) for k, v in server.state_dict().items())
+    data = load_dataset("fashion-mnist")
+    pre = tuned.preprocessing
+    res = tuned.members[1].arch.resolution
+    x = to_input(data.test.images, res, pre.mean, pre.std, channels_last=False)
+    with torch.inference_mode():
+        correct = torch.cat([server(b) for b in x.split(1000)]).argmax(1) == data.test.labels
+    assert 100 * correct.float().mean().item() == pytest.approx(tuned.members[1].top1, abs=0.0101)
+    md = (tuned_dir / "report.md").read_text()
+    assert "no longer share weights literally" in md and "## Fine-tuning" in md
+
+
+def test_search_front_of_each_member_searched_against_the_one_below(release):
+    _, _, out, _ = release
+    manifest = FamilyManifest.model_validate_json((out / "family.json").read_text())
+    edge, server, cloud = manifest.members
+    assert edge.search_front is None
+    for m in (server, cloud):
+        f = m.search_front
+        assert f is not None and f.selection == "reward" and f.evaluated >= len(f.front) >= 1
+        assert f.chosen in f.front  # a λ1 = λ2 = 1 reward maximiser is never dominated
+        assert f.top1_paragon == f.front[-1] and f.nfr_paragon == f.front[0]
+        assert [p.nfr for p in f.front] == sorted(p.nfr for p in f.front)
+    html = (out / "report.html").read_text()
+    assert "<h2>Search: Top-1 vs NFR</h2>" in html and "R1 paragon server" in html

@@ -16,7 +16,14 @@ from famc.metrics import Pair as PairRecord
 from famc.report import write_report
 from famc.report.gates import check_gates
 from famc.report.release import FamilyBlock, FamilyManifest, LatencyMs, MemberRecord
-from famc.report.tables import NO_BASELINE, NO_GATES, NO_MEASURED, NOT_EXPORTED
+from famc.report.tables import (
+    NO_BASELINE,
+    NO_FINETUNE,
+    NO_GATES,
+    NO_MEASURED,
+    NOT_EXPORTED,
+    NOT_SHARED,
+)
 
 NAMES = ("tiny", "mid", "big")
 TOP1 = {"tiny": 81.234, "mid": 85.5, "big": 88.875}
@@ -71,6 +78,21 @@ def _artifact(fmt: str, outcome: tuple[str, bool]) -> dict[str, Any]:
     }
 
 
+#: (search NFR, search Top-1) of each searched member's front, lowest NFR first; the first point
+#: is the R1 paragon, the last the R0 paragon, the middle one chosen.
+FRONT = [(0.5, 80.0), (1.0, 82.0), (2.0, 83.0)]
+FT_BEFORE_NFR = {("tiny", "mid"): 1.5, ("tiny", "big"): 1.25, ("mid", "big"): 3.0}
+
+
+def _front(i: int) -> dict[str, Any]:
+    points = [
+        {"arch": _arch(i), "top1": t + i, "nfr": n, "cost": 1.0 + i, "generation": g}
+        for g, (n, t) in enumerate(FRONT)
+    ]
+    return {"selection": "epsilon", "evaluated": 5, "front": points, "top1_paragon": points[-1],
+            "nfr_paragon": points[0], "chosen": points[1]}  # fmt: skip
+
+
 def _member(i: int, name: str, top1: float, extras: bool, variant: int = 0) -> MemberRecord:
     latency: dict[str, Any] = {"predicted": 1.0 + i, "budget": 1.5 + i, "tolerance_pct": 10.0}
     if extras:
@@ -79,6 +101,8 @@ def _member(i: int, name: str, top1: float, extras: bool, variant: int = 0) -> M
                     "error_pct": round(100 * (latency["predicted"] - measured) / measured, 2),
                     "measured_on": "ort-cpu, 1 thread(s), model.onnx, batch 1"}  # fmt: skip
     more: dict[str, Any] = {"budget": {"latency_ms": 1.5 + i}}
+    if i and not variant:  # searched against the member below
+        more["search_front"] = _front(i)
     if extras and name in STATUSES:
         more["artifacts"] = {f: _artifact(f, s) for f, s in STATUSES[name].items()}
     return MemberRecord(
@@ -125,6 +149,19 @@ def _release(root: Path, extras: bool = True) -> FamilyManifest:
             {"name": "parity", "passed": False, "detail": "mid onnx"},
             {"name": "nfr_reduction", "passed": True, "detail": "50.7 % ≥ 20 %"},
         ]
+        more["finetune"] = {
+            "method": "fd-kd", "epochs": 2, "lr": 0.005, "alpha": 1.0, "beta": 5.0,
+            "temperature": 1.0, "batch_size": 256, "images": None, "train_images": 50000,
+            "seconds": 321.0, "weights_shared": False,
+            "members": [
+                {"name": n, "reference": NAMES[i - 1] if i else None, "top1_before": TOP1[n] - i,
+                 "top1_after": TOP1[n], "nfr_before": FT_BEFORE_NFR.get((NAMES[i - 1], n)),
+                 "nfr_after": NFR.get((NAMES[i - 1], n))}
+                for i, n in enumerate(NAMES)
+            ],
+            "pairwise_before": _pairs(FT_BEFORE_NFR),
+            "summary_before": {"mean_top1": 84.2, "mean_pairwise_nfr": 1.9167},
+        }  # fmt: skip
     manifest = FamilyManifest.model_validate(
         {
             "famc_version": "0.1.0",
@@ -183,7 +220,8 @@ def _release(root: Path, extras: bool = True) -> FamilyManifest:
                         "arch": arch,
                         "cost": 0.5 + i + k / 10,
                         "top1": 70.0 + k + i,
-                        "nfr": None,
+                        "nfr": 0.4 + k / 2 if fam == "reg-nas" and i else None,
+                        "partial": fam == "reg-nas" and k == 4,  # stopped by racing
                         "reward": 70.0,
                         "generation": k,
                     }
@@ -234,9 +272,10 @@ def test_html_is_self_contained_with_one_svg_per_chart(full) -> None:
     _, html, _ = full
     assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:[a-z]+:)?//""", html, re.I)
     assert not re.search(r"<script|<link|<img|<iframe|@import|url\(", html, re.I)
-    # 2 heatmaps (REG-NAS, baseline) + overview + one search scatter per member + latency
-    assert html.count("<svg") == 2 + 1 + len(NAMES) + 1
-    assert html.count('<svg class="heatmap"') == 2
+    # 3 heatmaps (REG-NAS, baseline, before fine-tuning) + overview + one search scatter per
+    # member + one Top-1/NFR chart per member with a member below + latency
+    assert html.count("<svg") == 3 + 1 + len(NAMES) + (len(NAMES) - 1) + 1
+    assert html.count('<svg class="heatmap"') == 3
     assert "y = x" in _section(html, "<h2>Latency: predicted vs measured</h2>")
     header = html.split("<h2>Members</h2>")[0]
     for text in ("mbv3-tiny", "famc 0.1.0", "2025-01-02T03:04:05+00:00", "c0" * 32, "7a" * 32):
@@ -246,7 +285,7 @@ def test_html_is_self_contained_with_one_svg_per_chart(full) -> None:
 def test_heatmap_cells_equal_pairwise_nfr(full) -> None:
     _, html, md = full
     svgs = html.split('<svg class="heatmap"')[1:]
-    for svg, nfr in zip(svgs, (NFR, BASE_NFR), strict=True):
+    for svg, nfr in zip(svgs, (NFR, BASE_NFR, FT_BEFORE_NFR), strict=True):
         cells = _heatmap_cells(svg.split("</svg>")[0])
         # one cell per smaller→larger pair, written with the value the matrix table shows
         assert cells == {pair: f"{value:.2f}" for pair, value in nfr.items()}
@@ -337,8 +376,9 @@ def test_optional_blocks_absent_render_and_say_so(tmp_path: Path) -> None:
     _release(tmp_path, extras=False)
     html_path, md_path = write_report(tmp_path)
     html, md = html_path.read_text(), md_path.read_text()
-    assert html.count("<svg") == 1 + 1 + len(NAMES)  # one heatmap, overview, per-member search
-    for text in (NO_BASELINE, NO_MEASURED, NO_GATES):
+    # one heatmap, overview, per-member search, Top-1/NFR of the members with one below
+    assert html.count("<svg") == 1 + 1 + len(NAMES) + len(NAMES) - 1
+    for text in (NO_BASELINE, NO_MEASURED, NO_GATES, NO_FINETUNE):
         assert text in md
         assert text.replace("`", "") in html.replace("`", "")
     for rows in (_html_rows(html, "<h2>Export</h2>"), _md_rows(md, "## Export")):
@@ -347,7 +387,43 @@ def test_optional_blocks_absent_render_and_say_so(tmp_path: Path) -> None:
     assert "measured latency" not in html and "measured latency" not in md
     (tmp_path / "trace.jsonl").unlink()  # older releases: overview only, and a note why
     html = write_report(tmp_path)[0].read_text()
-    assert html.count("<svg") == 2 and "No trace.jsonl in this release" in html
+    assert "No trace.jsonl in this release" in html
+    # heatmap, overview and the fronts (family.json holds them), with no evaluated cloud
+    assert html.count("<svg") == 2 + len(NAMES) - 1 and ">evaluated</text>" not in html
+
+
+def test_front_chart_marks_front_paragons_and_chosen(full) -> None:
+    manifest, html, md = full
+    section = _section(html, "<h2>Search: Top-1 vs NFR</h2>")
+    charts = section.split('<svg class="scatter"')[1:]
+    assert len(charts) == len(NAMES) - 1
+    for i, chart in enumerate(charts, 1):
+        for label in ("evaluated", "front", "R0", "R1", "chosen"):
+            assert f">{label}</text>" in chart
+        for marker in (f"R0 paragon {NAMES[i]}", f"R1 paragon {NAMES[i]}", f"chosen {NAMES[i]}"):
+            assert f"<title>{marker}</title>" in chart
+        assert chart.count("<polyline") == 1  # the front, joined lowest NFR first
+        # legend, the 4 fully evaluated (the raced one is left out), front, markers
+        assert chart.count("<circle") == 5 + 4 + 3 + 3
+    for rows in (_html_rows(section, ""), _md_rows(md, "## Search: Top-1 vs NFR")):
+        assert [r[:2] for r in rows] == [[n, "epsilon"] for n in NAMES[1:]]
+        assert [r[4:] for r in rows] == [
+            [f"{t + i:.2f} / {n:.2f}" for n, t in (FRONT[1], FRONT[2], FRONT[0])]
+            for i in range(1, len(NAMES))
+        ]
+
+
+def test_finetune_before_after_and_the_sharing_statement(full) -> None:
+    manifest, html, md = full
+    assert NOT_SHARED in md and NOT_SHARED in html
+    for rows in (_html_rows(html, "<h2>Fine-tuning</h2>"), _md_rows(md, "## Fine-tuning")):
+        by_name = {r[0]: r for r in rows}
+        assert by_name["tiny"][1:4] == ["–", f"{TOP1['tiny']:.2f}", f"{TOP1['tiny']:.2f}"]
+        assert by_name["big"][1:] == ["mid", f"{TOP1['big'] - 2:.2f}", f"{TOP1['big']:.2f}",
+                                      "3.00", "2.50"]  # fmt: skip
+        assert by_name["family mean (NFR: all pairs)"][4:] == ["1.917", "1.537"]
+    before = {r[0]: r[1:] for r in _md_rows(md, "### Pairwise NFR before fine-tuning")}
+    assert before == {"tiny": ["1.50", "1.25"], "mid": ["", "3.00"]}
 
 
 def test_missing_or_broken_inputs_name_the_file(tmp_path: Path) -> None:

@@ -73,10 +73,16 @@ class Evaluated:
         return round(self.baseline.summary().mean_top1 - self.family.summary().mean_top1, 3)
 
 
+def family_result(members: Sequence[MemberResult]) -> FamilyResult:
+    """Members (smallest first) with the flip metrics of every pair of their test vectors."""
+    return FamilyResult(list(members), pairwise([(m.found.name, m.test) for m in members]))
+
+
 def _family(plans: Sequence[MemberPlan], found: Sequence[FoundMember],
             correct: Callable[[FoundMember], torch.Tensor]) -> FamilyResult:  # fmt: skip
-    members = [MemberResult(plan, m, correct(m)) for plan, m in zip(plans, found, strict=True)]
-    return FamilyResult(members, pairwise([(m.found.name, m.test) for m in members]))
+    return family_result(
+        [MemberResult(plan, m, correct(m)) for plan, m in zip(plans, found, strict=True)]
+    )
 
 
 def evaluate(p: Prepared, families: Families, ev: CachedEvaluation,

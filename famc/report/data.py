@@ -27,6 +27,8 @@ class TracePoint:
     arch: dict[str, Any]
     cost: float
     top1: float
+    nfr: float | None  # against the member's reference(s); None when searched without any
+    partial: bool  # stopped by racing on a slice of the search split
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,10 @@ def _load_trace(path: Path) -> list[TracePoint] | None:
         try:
             d = json.loads(line)
             points.append(
-                TracePoint(d["family"], d["member"], d["arch"], float(d["cost"]), float(d["top1"]))
-            )
+                TracePoint(d["family"], d["member"], d["arch"], float(d["cost"]),
+                           float(d["top1"]), None if d["nfr"] is None else float(d["nfr"]),
+                           bool(d.get("partial", False)))
+            )  # fmt: skip
         except (ValueError, KeyError, TypeError) as exc:
             raise FamcError(f"{path}:{lineno}: not a famc trace line ({exc!r})") from None
     return points

@@ -13,6 +13,7 @@ from famc.report.release import MemberRecord
 from famc.report.svg import Series, heatmap, scatter
 
 REGNAS_COLOR, BASELINE_COLOR, TRACE_COLOR = "#1f6feb", "#d9822b", "#8c959f"
+FRONT_COLOR, R0_COLOR, R1_COLOR = "#1a7f37", "#8250df", "#bf3989"
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;color:#1f2328;max-width:1200px;margin:2rem auto;
 padding:0 1rem}
@@ -61,6 +62,8 @@ def _heatmaps(release: Release) -> str:
     ]
     if m.baseline is not None:
         families.append(("baseline", m.baseline.members, m.baseline.pairwise))
+    if m.finetune is not None:
+        families.append(("REG-NAS before fine-tuning", m.members, m.finetune.pairwise_before))
     if len(m.members) < 2:
         return _note("A single-member family has no pairs to compare.")
     vmax = max((p.nfr for _, _, pairs in families for p in pairs), default=0.0)
@@ -145,6 +148,49 @@ def _member_search(member: MemberRecord, baseline: MemberRecord | None,
     )
 
 
+def _fronts(release: Release) -> str:
+    """Per member searched against the member(s) below: every candidate as search Top-1 vs NFR,
+    the Pareto front, both paragons and the chosen one (REG-NAS Fig. 4b)."""
+    figures = [_front_chart(m, release.trace) for m in release.manifest.members if m.search_front]
+    if not figures:
+        return _note(T.NO_FRONT)
+    table = T.front_table(release.manifest.members)
+    return f'<div class="charts">{"".join(figures)}</div>' + (
+        "" if table is None else _table(table)
+    )
+
+
+def _front_chart(member: MemberRecord, trace: list[TracePoint] | None) -> str:
+    f = member.search_front
+    assert f is not None
+    evaluated = [(p.nfr, p.top1, "") for p in trace or [] if p.family == "reg-nas"
+                 and p.member == member.name and p.nfr is not None and not p.partial]  # fmt: skip
+    series = [Series("evaluated", evaluated, TRACE_COLOR, radius=2.2, opacity=0.45)] * bool(
+        evaluated
+    )
+    series.append(Series("front", [(x.nfr, x.top1, "") for x in f.front], FRONT_COLOR,
+                         radius=2.8, line=True))  # fmt: skip
+    for name, label, point, color in (("R0", "R0 paragon", f.top1_paragon, R0_COLOR),
+                                      ("R1", "R1 paragon", f.nfr_paragon, R1_COLOR),
+                                      ("chosen", "chosen", f.chosen, REGNAS_COLOR)):  # fmt: skip
+        series.append(Series(name, [(point.nfr, point.top1, f"{label} {member.name}")], color,
+                             radius=5))  # fmt: skip
+    return _figure(
+        scatter(series, x_label="search NFR vs below (%)", y_label="search Top-1 (%)"),
+        f"{member.name}: {f.evaluated} fully evaluated candidates under its budget and CAS (search "
+        f"split). Line: "
+        f"the front; R0: the Top-1 paragon (best Top-1); R1: the NFR paragon (lowest NFR); chosen "
+        f"by `{f.selection}`.",
+    )
+
+
+def _finetune(release: Release) -> str:
+    table = T.finetune_table(release.manifest)
+    if table is None:
+        return _note(T.NO_FINETUNE)
+    return _note(f"{T.finetune_settings(release.manifest)}. {T.NOT_SHARED}") + _table(table)
+
+
 def _latency(release: Release) -> str:
     """Predicted vs measured per member, so a latency table that drifted from the device shows."""
     members = release.manifest.members
@@ -187,6 +233,10 @@ def render_html(release: Release) -> str:
         _heatmaps(release),
         "<h2>Search: Top-1 vs cost</h2>",
         _search_charts(release),
+        "<h2>Search: Top-1 vs NFR</h2>",
+        _fronts(release),
+        "<h2>Fine-tuning</h2>",
+        _finetune(release),
         "<h2>Latency: predicted vs measured</h2>",
         _latency(release),
         "<h2>Export</h2>",

@@ -22,6 +22,7 @@ def _table(t: T.Table) -> str:
 def render_markdown(release: Release) -> str:
     m = release.manifest
     gates, latency, update = T.gates_table(m), T.latency_table(m.members), T.update_table(m)
+    front, tuned = T.front_table(m.members), T.finetune_table(m)
     baseline_matrix = (
         T.NO_BASELINE
         if m.baseline is None
@@ -44,6 +45,19 @@ def render_markdown(release: Release) -> str:
         baseline_matrix,
         "### Summary",
         _table(T.summary_table(m)),
+        "## Search: Top-1 vs NFR",
+        T.NO_FRONT if front is None else _table(front),
+        "## Fine-tuning",
+        *(
+            [T.NO_FINETUNE]
+            if tuned is None or m.finetune is None
+            else [
+                f"{T.finetune_settings(m)}. {T.NOT_SHARED}",
+                _table(tuned),
+                "### Pairwise NFR before fine-tuning (%)",
+                _table(T.nfr_matrix(m.members, m.finetune.pairwise_before)),
+            ]
+        ),
         "## Latency",
         T.NO_MEASURED if latency is None else _table(latency),
         "## Export",

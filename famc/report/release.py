@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from famc.config import Budget, EvaluationConfig, MemberName, SearchConfig
+from famc.config import Budget, EvaluationConfig, FinetuneConfig, MemberName, SearchConfig
 from famc.evaluate.stage import FamilySummary
 from famc.export import ArtifactRecord, Artifacts, artifact_records
 from famc.export.records import FileRecord
@@ -79,6 +79,31 @@ class LatencyMs(_Model):
     note: str | None = Field(None, description="e.g. that this host is not the table's")
 
 
+class FrontPoint(_Model):
+    """One candidate of a member's search, scored on the search split."""
+
+    arch: ArchRecord
+    top1: float = Field(description="search Top-1 (%)")
+    nfr: float = Field(description="search NFR (%) against the reference member(s)")
+    cost: float = Field(description="in the member's cost model's units")
+    generation: int
+
+
+class SearchFront(_Model):
+    """A member's search as two objectives (REG-NAS Fig. 4b): the candidates no other beats on both
+    search Top-1 and NFR, its two ends (the paragons) and the one the selection rule chose."""
+
+    selection: str = Field(description="the rule that chose (`search.selection`)")
+    evaluated: int = Field(
+        description="candidates fully evaluated under the member's budget and CAS (racing's "
+        "stopped ones are left out of the front and the paragons)"
+    )
+    front: list[FrontPoint] = Field(description="the Pareto front, lowest NFR first")
+    top1_paragon: FrontPoint = Field(description="the best search Top-1 (R0's pick)")
+    nfr_paragon: FrontPoint = Field(description="the lowest search NFR (R1's pick)")
+    chosen: FrontPoint
+
+
 class MemberRecord(_Model):
     name: MemberName
     target: str
@@ -95,6 +120,9 @@ class MemberRecord(_Model):
     files: list[FileRecord] | None = Field(
         None, description="every file of the member directory (sha256, size), for famc verify"
     )
+    search_front: SearchFront | None = Field(
+        None, description="its search's Top-1/NFR front (null without a member below)"
+    )
 
     def artifact_list(self) -> list[ArtifactRecord]:
         """The member's export records, in ``FORMATS`` order (none for a baseline member)."""
@@ -104,6 +132,32 @@ class MemberRecord(_Model):
 class FamilyBlock(_Model):
     members: list[MemberRecord]
     pairwise: list[Pair]
+
+
+class FinetuneMember(_Model):
+    """One member before and after fine-tuning (test split)."""
+
+    name: MemberName
+    reference: MemberName | None = Field(
+        description="the member it was tuned against (null: the smallest, shipped as searched)"
+    )
+    top1_before: float
+    top1_after: float
+    nfr_before: float | None = Field(description="NFR (%) against `reference`, before")
+    nfr_after: float | None = Field(description="NFR (%) against `reference`'s final model, after")
+
+
+class FinetuneRecord(FinetuneConfig):
+    """The fine-tuning settings and what they changed. Fine-tuned members were trained apart, so
+    they no longer share weights literally (``weights_shared`` is false); their architectures still
+    nest under CAS."""
+
+    train_images: int = Field(description="training images per epoch")
+    seconds: float
+    weights_shared: bool = Field(description="whether a member's weights are a slice of the next's")
+    members: list[FinetuneMember]
+    pairwise_before: list[Pair] = Field(description="test-split flips of every pair, before")
+    summary_before: FamilySummary
 
 
 class Evaluations(_Model):
@@ -186,6 +240,10 @@ class FamilyManifest(_Model):
     search: SearchRecord
     inputs: Inputs
     environment: Environment
+    finetune: FinetuneRecord | None = Field(
+        None,
+        description="fine-tuning against the member below; `members` and `pairwise` are after it",
+    )
     update: list[MemberUpdate] | None = Field(
         None, description="each shared member against gates.previous_release (famc diff)"
     )

@@ -24,7 +24,9 @@ from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import Evaluated, FamilyResult, MemberResult
 from famc.export import Artifacts
 from famc.export.records import member_files
+from famc.finetune.stage import Finetuned
 from famc.io import write_text
+from famc.metrics import nfr
 from famc.prepare import MemberPlan, Prepared
 from famc.report import write_report
 from famc.report.gates import check_gates
@@ -36,12 +38,19 @@ from famc.report.release import (
     FamilyBlock,
     FamilyManifest,
     FamilyPreprocessing,
+    FinetuneMember,
+    FinetuneRecord,
+    FrontPoint,
     LatencyMs,
     MemberRecord,
+    SearchFront,
     SearchRecord,
     Summary,
     digest_line,
 )
+from famc.search.evolution import Candidate
+from famc.search.family import FoundMember
+from famc.search.select import nfr_paragon, pareto_front, top1_paragon
 from famc.search.stage import Families
 from famc.ship import ShippedMember
 from famc.space import Arch, flops, params
@@ -76,6 +85,24 @@ def _latency(p: Prepared, plan: MemberPlan, arch: Arch, shipped: ShippedMember |
     return lat.model_copy(update=update)
 
 
+def _point(c: Candidate) -> FrontPoint:
+    return FrontPoint(arch=c.arch.to_dict(), top1=round(c.score.top1, 4),
+                      nfr=round(c.score.nfr or 0.0, 4), cost=round(c.cost, 6),
+                      generation=c.generation)  # fmt: skip
+
+
+def search_front(found: FoundMember, rule: str) -> SearchFront | None:
+    """The member's search as Top-1 vs NFR (None for a member searched without references)."""
+    scored = [c for c in found.trace if c.score.nfr is not None and not c.score.partial]
+    if not scored or found.best.score.nfr is None:
+        return None
+    return SearchFront(
+        selection=rule, evaluated=len(scored), front=[_point(c) for c in pareto_front(scored)],
+        top1_paragon=_point(top1_paragon(scored)), nfr_paragon=_point(nfr_paragon(scored)),
+        chosen=_point(found.best),
+    )  # fmt: skip
+
+
 def _member(p: Prepared, r: MemberResult, shipped: ShippedMember | None) -> MemberRecord:
     arch, plan = r.found.best.arch, r.plan
     latency = _latency(p, plan, arch, shipped)
@@ -92,12 +119,31 @@ def _member(p: Prepared, r: MemberResult, shipped: ShippedMember | None) -> Memb
         flops=flops(p.space, arch), params=params(p.space, arch),
         path=None if shipped is None else f"members/{plan.name}", artifacts=artifacts,
         files=None if shipped is None else member_files(shipped.directory),
+        search_front=search_front(r.found, p.cfg.search.selection),
     )  # fmt: skip
 
 
 def _block(p: Prepared, result: FamilyResult) -> FamilyBlock:
     return FamilyBlock(members=[_member(p, r, None) for r in result.members],
                        pairwise=result.pairwise)  # fmt: skip
+
+
+def _finetune(tuned: Finetuned) -> FinetuneRecord:
+    """Each member's Top-1 and NFR against the member below, before and after fine-tuning."""
+    before, after = tuned.before.members, tuned.evaluated.family.members
+    rows = []
+    for i, (b, a) in enumerate(zip(before, after, strict=True)):
+        ref_b, ref_a = (before[i - 1].test, after[i - 1].test) if i else (None, None)
+        rows.append(FinetuneMember(
+            name=a.plan.name, reference=before[i - 1].plan.name if i else None,
+            top1_before=b.top1, top1_after=a.top1,
+            nfr_before=None if ref_b is None else round(nfr(ref_b, b.test), 4),
+            nfr_after=None if ref_a is None else round(nfr(ref_a, a.test), 4),
+        ))  # fmt: skip
+    return FinetuneRecord(**tuned.settings.model_dump(), train_images=tuned.images,
+                          seconds=tuned.seconds, weights_shared=False, members=rows,
+                          pairwise_before=tuned.before.pairwise,
+                          summary_before=tuned.before.summary())  # fmt: skip
 
 
 def _summary(evaluated: Evaluated, ev: CachedEvaluation, started: float) -> Summary:
@@ -154,9 +200,10 @@ def _trace(families: Families) -> str:
 
 
 def report(p: Prepared, families: Families, evaluated: Evaluated, ev: CachedEvaluation,
-           shipped: list[ShippedMember], out_dir: Path, *, gates: bool,
-           started: float) -> FamilyManifest:  # fmt: skip
-    """Write family.json, trace.jsonl, report.html and report.md into ``out_dir``."""
+           shipped: list[ShippedMember], out_dir: Path, *, gates: bool, started: float,
+           tuned: Finetuned | None = None) -> FamilyManifest:  # fmt: skip
+    """Write family.json, trace.jsonl, report.html and report.md into ``out_dir``; ``evaluated``
+    is the family as shipped (after fine-tuning, when ``tuned`` says there was some)."""
     members = [_member(p, r, s) for r, s in zip(evaluated.family.members, shipped, strict=True)]
     pairs = evaluated.family.pairwise
     previous = p.cfg.gates.previous_release
@@ -176,6 +223,7 @@ def report(p: Prepared, families: Families, evaluated: Evaluated, ev: CachedEval
         search=search,
         inputs=p.inputs,
         environment=environment(),
+        finetune=None if tuned is None else _finetune(tuned),
         update=update,
         gates=check_gates(members, pairs, p.cfg.gates, update) if gates else None,
     )

@@ -22,6 +22,12 @@ NO_MEASURED = "No latency was measured for this release (no `members[].latency_m
 NO_GATES = "No gates were evaluated for this release (family.json has no `gates`)."
 NO_UPDATE = "No previous release was named (`gates.previous_release`)."
 NOT_EXPORTED = "not exported"
+NO_FRONT = "No member was searched against a member below, so there is no Top-1/NFR front."
+NO_FINETUNE = ("No fine-tuning in this release (no `finetune:` in family.yaml): every member "
+               "ships weights sliced from the supernet, so each holds the one below literally.")  # fmt: skip
+NOT_SHARED = ("Fine-tuned members no longer share weights literally: each was trained apart, so "
+              "the weights of a larger member are not a slice of those of a smaller one. Their "
+              "architectures still nest (CAS).")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -155,3 +161,46 @@ def gates_table(manifest: FamilyManifest) -> Table | None:
         return None
     rows = [[g.name, "passed" if g.passed else "failed", g.detail] for g in manifest.gates]
     return Table(["gate", "result", "detail"], rows, badge_column=1)
+
+
+def front_table(members: Sequence[MemberRecord]) -> Table | None:
+    """Per member searched against references: the chosen point and the two paragons (search
+    split), so the Top-1 given up and the NFR saved read off one row."""
+    rows = []
+    for m in members:
+        f = m.search_front
+        if f is None:
+            continue
+        rows.append([m.name, f.selection, str(f.evaluated), str(len(f.front)),
+                     f"{f.chosen.top1:.2f} / {f.chosen.nfr:.2f}",
+                     f"{f.top1_paragon.top1:.2f} / {f.top1_paragon.nfr:.2f}",
+                     f"{f.nfr_paragon.top1:.2f} / {f.nfr_paragon.nfr:.2f}"])  # fmt: skip
+    headers = ["member", "selection", "evaluated", "on the front", "chosen Top-1 / NFR (%)",
+               "R0 paragon (best Top-1)", "R1 paragon (lowest NFR)"]  # fmt: skip
+    return Table(headers, rows) if rows else None
+
+
+def finetune_settings(manifest: FamilyManifest) -> str | None:
+    f = manifest.finetune
+    if f is None:
+        return None
+    return (f"{f.method}, {f.epochs} epoch(s) of {f.train_images} training images, lr {f.lr:g}, "
+            f"α {f.alpha:g}, β {f.beta:g}, T {f.temperature:g}; {f.seconds:.0f} s")  # fmt: skip
+
+
+def finetune_table(manifest: FamilyManifest) -> Table | None:
+    """Test Top-1 and NFR against the member below, before and after fine-tuning."""
+    f = manifest.finetune
+    if f is None:
+        return None
+    rows = [
+        [m.name, m.reference or DASH, f"{m.top1_before:.2f}", f"{m.top1_after:.2f}",
+         num(m.nfr_before, ".2f"), num(m.nfr_after, ".2f")]
+        for m in f.members
+    ]  # fmt: skip
+    s = f.summary_before
+    rows.append(["family mean (NFR: all pairs)", DASH, f"{s.mean_top1:.2f}",
+                 f"{manifest.summary.family.mean_top1:.2f}", f"{s.mean_pairwise_nfr:.3f}",
+                 f"{manifest.summary.family.mean_pairwise_nfr:.3f}"])  # fmt: skip
+    return Table(["member", "tuned against", "Top-1 before (%)", "Top-1 after (%)",
+                  "NFR vs below before (%)", "NFR vs below after (%)"], rows)  # fmt: skip

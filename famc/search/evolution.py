@@ -1,6 +1,7 @@
 """Constrained evolutionary architecture search (OFA's finder; REG-NAS settings by default).
 
-Each generation keeps the top ``parent_ratio`` of the population as parents and refills it with
+Each generation keeps the top ``parent_ratio`` of the population as parents (ranked by
+``settings.selection``, famc.search.select; by reward unless told otherwise) and refills it with
 mutants (``mutation_ratio``) and uniform crossovers of two parents. A generation's new candidates are
 drawn first and scored in one call, so an evaluation backend may score them in parallel; the weakest
 parent is handed to the fitness as the bar a racing fitness may stop candidates against. Candidates must satisfy the
@@ -19,6 +20,7 @@ from typing import Any
 
 from famc.errors import FamcError
 from famc.progress import Reporter
+from famc.search.select import RewardSelection, Selection
 from famc.space.arch import Arch
 from famc.space.space import SearchSpace
 
@@ -41,6 +43,7 @@ class EvolutionSettings:
     mutate_prob: float = 0.1
     max_tries: int = 2000  # rejection-sampling attempts per new candidate
     prescreen: Prescreen | None = None
+    selection: Selection = RewardSelection()  # parents and the result (famc.search.select)
 
     @property
     def parents(self) -> int:
@@ -181,11 +184,6 @@ class _Evolution:
         return [self.seen[a] for a in archs]
 
 
-def rank_key(c: Candidate) -> tuple[bool, float, Arch]:
-    """Parents and the chosen one: fully evaluated first, then by reward (ties: by architecture)."""
-    return (c.score.partial, -c.score.reward, c.arch)
-
-
 def evolve(
     space: SearchSpace,
     fitness: Fitness,
@@ -217,11 +215,11 @@ def evolve(
         first = [ev.draw(ev.sample, "initial architecture") for _ in range(s.population)]
         population = add(first, 0, None)
         for g in range(1, s.generations + 1):
-            parents = sorted(population, key=rank_key)[:n_parents]
+            parents = s.selection.parents(population, ev.trace, n_parents)
             mutant, child = partial(ev.mutant, parents), partial(ev.child, parents)
             drawn = [ev.draw(mutant, "mutant") for _ in range(n_mutants)]
             drawn += [ev.draw(child, "crossover child") for _ in range(n_cross)]
             bar = parents[-1] if not parents[-1].score.partial else None
             population = parents + add(drawn, g, bar)
-    best = min(ev.trace, key=rank_key)
+    best = s.selection.choose(ev.trace)
     return best, ev.trace

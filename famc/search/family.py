@@ -111,22 +111,27 @@ def search_family(
     seed: int,
     reporter: Reporter,
     racing: Racing | None = None,
+    cas: bool = True,
 ) -> list[FoundMember]:
-    """Search every member, smallest first, scoring candidates with ``vectors``."""
+    """Search every member, smallest first, scoring candidates with ``vectors``. ``cas=False``
+    keeps the NFR reward but not the nesting: REG-NAS's R1/R2 ablations (Table 4.2), a family
+    whose members do not contain each other."""
     found: list[FoundMember] = []
     for i, spec in enumerate(members):
         refs: list[Arch] = []
         if regnas and found:
             refs = [m.best.arch for m in found] if reference == "all" else [found[-1].best.arch]
-            _check_holds(space, spec, found[-1])
+            if cas:
+                _check_holds(space, spec, found[-1])
         l1, l2 = (lambda1, lambda2) if refs else (1.0, 0.0)
-        mode = "R0" if not refs else f"R(λ1={l1:g},λ2={l2:g})+CAS"
+        mode = "R0" if not refs else f"R(λ1={l1:g},λ2={l2:g})" + "+CAS" * cas
         title = f"{'reg-nas' if regnas else 'baseline'} {spec.name} [{mode}]"
         rng = random.Random(f"{seed}:{i}:{spec.name}")
+        nested = refs if cas else []
         fitness = _fitness(vectors, refs, l1, l2, racing, settings.parents)
-        best, trace = evolve(space, fitness, spec.constraint, refs, settings, rng, title=title,
+        best, trace = evolve(space, fitness, spec.constraint, nested, settings, rng, title=title,
                              reporter=reporter)  # fmt: skip
-        found.append(FoundMember(spec.name, best, found[-1].name if refs else None, trace))
+        found.append(FoundMember(spec.name, best, found[-1].name if nested else None, trace))
     return found
 
 

@@ -12,6 +12,7 @@ from famc.prepare import MemberPlan, Prepared
 from famc.progress import Reporter
 from famc.search.evolution import Constraint, EvolutionSettings, Prescreen
 from famc.search.family import FoundMember, MemberSpec, Racing, SearchVectors, search_family
+from famc.search.select import selection
 
 
 @dataclass(frozen=True)
@@ -35,16 +36,26 @@ def constraint(p: Prepared, plan: MemberPlan) -> Constraint:
                       plan.name)  # fmt: skip
 
 
-def search(p: Prepared, vectors: SearchVectors, reporter: Reporter) -> Families:
-    """Search every member of both families (REG-NAS: R0 then R2 + CAS; baseline: R0 each)."""
+def evolution_settings(p: Prepared) -> EvolutionSettings:
+    """The config's search settings, with its predictor pre-screen and selection rule."""
     s = p.cfg.search
     screen = None
     if p.predictor is not None and s.prescreen is not None:
         predictor = p.predictor
         screen = Prescreen(lambda archs: predictor.predict(p.space, archs), s.prescreen.draws)
-    settings = EvolutionSettings(s.population, s.generations, s.parent_ratio, s.mutation_ratio,
-                                 s.mutate_prob, s.max_tries, screen)  # fmt: skip
-    specs = [MemberSpec(plan.name, constraint(p, plan)) for plan in p.plans]
+    return EvolutionSettings(s.population, s.generations, s.parent_ratio, s.mutation_ratio,
+                             s.mutate_prob, s.max_tries, screen,
+                             selection(s.selection, s.epsilon_pt))  # fmt: skip
+
+
+def member_specs(p: Prepared) -> list[MemberSpec]:
+    return [MemberSpec(plan.name, constraint(p, plan)) for plan in p.plans]
+
+
+def search(p: Prepared, vectors: SearchVectors, reporter: Reporter) -> Families:
+    """Search every member of both families (REG-NAS: R0 then R2 + CAS; baseline: R0 each)."""
+    s = p.cfg.search
+    settings, specs = evolution_settings(p), member_specs(p)
     racing = None if s.racing is None else Racing(s.racing.images, s.racing.z)
 
     def run(regnas: bool) -> list[FoundMember]:

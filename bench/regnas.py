@@ -1,0 +1,185 @@
+"""REG-NAS's comparisons on the example family, measured: mean ± std over search seeds.
+
+Each setting searches the whole family of ``examples/fashion/family.yaml`` (its supernet, split,
+budgets and search size) once per seed and scores the members on the test split, like REG-NAS's
+Table 4.2 and its §4.4 fine-tuning:
+
+    R0         λ1 = 1, λ2 = 0, no CAS: plain NAS, the baseline and Top-1 paragon
+    R1         λ1 = 0, λ2 = 1, no CAS: the NFR paragon
+    R2         λ1 = 1, λ2 = 1, no CAS
+    R2+CAS     REG-NAS (selection: reward)
+    eps+CAS    selection: epsilon (``--epsilon`` points of Top-1), CAS
+    ... +FD    the family above fine-tuned with FD-KD against the member below (famc.finetune)
+    R2+CAS +CE the same fine-tuning with cross-entropy only: what FD's reference term adds
+
+Every setting's row: NFR of each smaller → larger pair, mean Top-1, the mean pairwise NFR's
+reduction against R0 (%) and the Top-1 it costs against R0 (points), each mean ± std over seeds.
+Finally the members R2+CAS chose for seed 0 are trained from scratch (``famc.train.standalone``,
+cross-entropy, ``--standalone-epochs``) and their pairwise NFR printed: what weight sharing alone
+buys. Results also go to ``OUT/regnas.json``.
+
+Run (many hours on 2 cores; schedule it):
+``nice -n 19 .venv/bin/python bench/regnas.py --seeds 3 --out runs/regnas``. ``--smoke`` runs every
+step in minutes (population 6, 1 generation, a few hundred images, one epoch on 256 training
+images): a pipeline check, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from famc.config import FinetuneConfig  # noqa: E402
+from famc.evaluate.cache import CachedEvaluation  # noqa: E402
+from famc.evaluate.stage import Evaluated, FamilyResult, MemberResult, family_result  # noqa: E402
+from famc.finetune.stage import finetune  # noqa: E402
+from famc.metrics import pairwise  # noqa: E402
+from famc.prepare import Prepared, prepare  # noqa: E402
+from famc.progress import Reporter  # noqa: E402
+from famc.search.family import search_family  # noqa: E402
+from famc.search.stage import evolution_settings, member_specs  # noqa: E402
+from famc.train.standalone import StandaloneRecipe, train_standalone  # noqa: E402
+
+FAMILY = ROOT / "examples" / "fashion" / "family.yaml"
+
+#: setting → (search overrides, CAS, whether NFR enters the search at all)
+SEARCHES: dict[str, tuple[dict[str, Any], bool, bool]] = {
+    "R0": ({"lambda1": 1.0, "lambda2": 0.0}, False, False),
+    "R1": ({"lambda1": 0.0, "lambda2": 1.0}, False, True),
+    "R2": ({"lambda1": 1.0, "lambda2": 1.0}, False, True),
+    "R2+CAS": ({"lambda1": 1.0, "lambda2": 1.0}, True, True),
+    "eps+CAS": ({"lambda1": 1.0, "lambda2": 1.0, "selection": "epsilon"}, True, True),
+}
+#: fine-tuned setting → (searched setting it starts from, method)
+TUNED = {"R2+CAS +FD": ("R2+CAS", "fd-kd"), "eps+CAS +FD": ("eps+CAS", "fd-kd"),
+         "R2+CAS +CE": ("R2+CAS", "ce")}  # fmt: skip
+
+
+def _with(p: Prepared, **sections: Any) -> Prepared:
+    """``p`` with config sections replaced (search settings, fine-tuning)."""
+    return dataclasses.replace(p, cfg=p.cfg.model_copy(update=sections))
+
+
+def smoke(p: Prepared, tmp: Path) -> Prepared:
+    """Few images everywhere and a tiny search, with a private evaluation cache."""
+    d = p.data
+    data = dataclasses.replace(d, train=d.train.subset(range(256)), test=d.test.subset(range(500)))
+    search = p.cfg.search.model_copy(update={"population": 6, "generations": 1})
+    evaluation = p.cfg.evaluation.model_copy(update={"cache_dir": str(tmp / "evals")})
+    return dataclasses.replace(
+        _with(p, search=search, evaluation=evaluation), data=data,
+        search_split=p.search_split.subset(range(200)), calib=p.calib.subset(range(100)),
+    )  # fmt: skip
+
+
+def run_search(p: Prepared, ev: CachedEvaluation, setting: str, seed: int) -> FamilyResult:
+    """One family under ``setting``, scored on the test split."""
+    overrides, cas, nfr = SEARCHES[setting]
+    q = _with(p, search=p.cfg.search.model_copy(update={**overrides, "seed": seed}))
+    s = q.cfg.search
+    found = search_family(q.space, member_specs(q), ev.search_vectors, evolution_settings(q),
+                          regnas=nfr, lambda1=s.lambda1, lambda2=s.lambda2,
+                          reference=s.reference, seed=seed, reporter=Reporter("lines"),
+                          cas=cas)  # fmt: skip
+    return family_result(
+        [MemberResult(plan, m, ev.correct(m.best.arch, "test"))
+         for plan, m in zip(q.plans, found, strict=True)]
+    )  # fmt: skip
+
+
+def run_tuned(p: Prepared, ev: CachedEvaluation, searched: FamilyResult, method: str,
+              tune: FinetuneConfig, seed: int) -> FamilyResult:  # fmt: skip
+    q = _with(p, finetune=tune.model_copy(update={"method": method}),
+              search=p.cfg.search.model_copy(update={"seed": seed}))  # fmt: skip
+    tuned = finetune(q, Evaluated(searched, None), ev, print)
+    assert tuned is not None
+    return tuned.evaluated.family
+
+
+def row(runs: Sequence[FamilyResult], base: Sequence[FamilyResult]) -> dict[str, list[float]]:
+    """Per seed: each pair's NFR, mean Top-1, NFR reduction and Top-1 cost against R0's run."""
+    out: dict[str, list[float]] = {}
+    for fam, b in zip(runs, base, strict=True):
+        f, s = fam.summary(), b.summary()
+        values = {f"{x.ref}→{x.target}": x.nfr for x in fam.pairwise}
+        values |= {"mean Top-1": f.mean_top1,
+                   "NFR reduction (%)": 100 * (1 - f.mean_pairwise_nfr / s.mean_pairwise_nfr)
+                   if s.mean_pairwise_nfr else 0.0,
+                   "Top-1 cost (pt)": s.mean_top1 - f.mean_top1}  # fmt: skip
+        for k, v in values.items():
+            out.setdefault(k, []).append(v)
+    return out
+
+
+def pm(values: Sequence[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.2f} ± {sd:.2f}"
+
+
+def standalone(p: Prepared, fam: FamilyResult, epochs: int, log: Callable[[str], None]) -> dict:
+    """The chosen architectures trained from scratch (cross-entropy), their pairwise NFR."""
+    recipe = StandaloneRecipe(epochs=epochs, batch_size=min(256, len(p.data.train)))
+    vectors = []
+    for m in fam.members:
+        log(f"stand-alone: training {m.plan.name} for {epochs} epoch(s)")
+        r = train_standalone(p.space, m.found.best.arch, p.data, recipe)
+        vectors.append((m.plan.name, r.correct_vector()))
+    pairs = pairwise(vectors)
+    return {"recipe": recipe.to_dict(), "pairs": {f"{x.ref}→{x.target}": x.nfr for x in pairs},
+            "mean_pairwise_nfr": statistics.fmean(x.nfr for x in pairs)}  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", type=Path, default=FAMILY)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epsilon", type=float, default=0.3, help="Top-1 points for eps+CAS")
+    ap.add_argument("--finetune-epochs", type=int, default=2)
+    ap.add_argument("--standalone-epochs", type=int, default=StandaloneRecipe.epochs)
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "regnas")
+    ap.add_argument("--smoke", action="store_true", help="minutes: a pipeline check only")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    p = prepare(args.config)
+    p = _with(p, search=p.cfg.search.model_copy(update={"epsilon_pt": args.epsilon}))
+    tune = FinetuneConfig(epochs=args.finetune_epochs)
+    if args.smoke:
+        p = smoke(p, args.out)
+        tune, args.standalone_epochs = tune.model_copy(update={"epochs": 1, "batch_size": 64}), 1
+    torch.manual_seed(0)
+    ev = CachedEvaluation(p)
+    runs = {name: [run_search(p, ev, name, s) for s in range(args.seeds)] for name in SEARCHES}
+    for name, (start, method) in TUNED.items():
+        runs[name] = [run_tuned(p, ev, fam, method, tune, s)
+                      for s, fam in enumerate(runs[start])]  # fmt: skip
+    table = {name: row(fams, runs["R0"]) for name, fams in runs.items()}
+    alone = standalone(p, runs["R2+CAS"][0], args.standalone_epochs, print)
+    columns = list(next(iter(table.values())))
+    print(
+        f"\n{args.seeds} seed(s), mean ± std; NFR and Top-1 in % of the test split "
+        f"({len(p.data.test)} images)" + (" — SMOKE: not a measurement" if args.smoke else "")
+    )
+    print(" | ".join(["setting", *columns]))
+    for name, values in table.items():
+        print(" | ".join([name, *(pm(values[c]) for c in columns)]))
+    print(f"stand-alone (seed 0 R2+CAS archs, {args.standalone_epochs} epoch(s)): "
+          + ", ".join(f"{k} {v:.2f}" for k, v in alone["pairs"].items())
+          + f"; mean {alone['mean_pairwise_nfr']:.2f}")  # fmt: skip
+    result = {"seeds": args.seeds, "smoke": args.smoke, "epsilon_pt": args.epsilon,
+              "finetune": tune.model_dump(), "table": table, "standalone": alone}  # fmt: skip
+    (args.out / "regnas.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
