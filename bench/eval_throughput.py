@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from famc.data import ImageSet, load_dataset  # noqa: E402
 from famc.evaluate.cache import CachedEvaluation  # noqa: E402
 from famc.evaluate.engine import Evaluator  # noqa: E402
-from famc.metrics import kendall_tau, top1  # noqa: E402
+from famc.metrics import kendall_tau, reward, top1  # noqa: E402
 from famc.prepare import prepare  # noqa: E402
 from famc.progress import Reporter  # noqa: E402
 from famc.search.family import SearchVectors  # noqa: E402
@@ -176,16 +176,19 @@ def search_workload(args: argparse.Namespace) -> float:
           f"images, racing on the first {args.race_images}")  # fmt: skip
     print(f"exhaustive: {full_s:6.1f} s   raced: {race_s:6.1f} s   speed-up {full_s / race_s:.2f}x;"
           f" {stopped} of {n} candidates stopped early")  # fmt: skip
-    for a, b in zip(full, raced, strict=True):
+    for i, (a, b) in enumerate(zip(full, raced, strict=True)):
         same = a.best.arch == b.best.arch and a.best.score == b.best.score
         print(
             f"  {a.name}: chosen {'identical' if same else 'DIFFERENT'} "
             f"(exhaustive reward {a.best.score.reward:.3f}, raced {b.best.score.reward:.3f})"
         )
-        exact = {c.arch: c.score.reward for c in a.trace}
-        pairs = [(c.score.reward, exact[c.arch]) for c in b.trace if c.arch in exact]
-        print(f"  {a.name}: Kendall tau raced vs exhaustive reward over the {len(pairs)} candidates"
-              f" both scored: {kendall_tau(*zip(*pairs, strict=True)):.3f}")  # fmt: skip
+        # every candidate the raced search scored, against its exhaustive score (untimed)
+        refs = [ev.correct(raced[i - 1].best.arch, "search")] if i else []
+        exact = [reward(ev.correct(c.arch, "search"), refs, 1.0, float(bool(refs)))
+                 for c in b.trace]  # fmt: skip
+        tau = kendall_tau([c.score.reward for c in b.trace], exact)
+        print(f"  {a.name}: Kendall tau of the raced search's {len(b.trace)} scores (stopped "
+              f"ones on {args.race_images} images) vs exhaustive: {tau:.3f}")  # fmt: skip
     return full_s / race_s
 
 

@@ -151,6 +151,19 @@ def test_result_cache_round_trip_and_survives_torn_line(tmp_path):
     assert result_key(SPACE.smallest(), "ctx") != key
 
 
+def test_result_cache_keeps_a_raced_prefix_as_a_prefix_until_extended(tmp_path):
+    path = tmp_path / "cache.jsonl"
+    vec = torch.rand(2000, generator=torch.Generator().manual_seed(1)) < 0.8
+    key = result_key(SPACE.smallest(), "ctx")
+    cache = ResultCache(path)
+    cache.put(key, vec[:500])  # a candidate a race stopped
+    prefix = ResultCache(path).get(key, 2000)
+    assert prefix is not None and torch.equal(prefix, vec[:500])  # not padded to 2000
+    cache.put(key, vec)  # it survived a later race
+    cache.put(key, vec[:500])  # a stale shorter line never shadows the longer one
+    assert torch.equal(ResultCache(path).get(key, 2000), vec)
+
+
 def test_result_cache_rejects_damaged_entries_and_unusable_files(tmp_path):
     path = tmp_path / "cache.jsonl"
     vec = torch.rand(64, generator=torch.Generator().manual_seed(1)) < 0.5
@@ -265,7 +278,7 @@ def _vectors(prefer_resolution: bool = False):
                 cache[arch] = torch.rand(500, generator=g) < p
         return [cache[a] for a in archs]
 
-    return vectors
+    return SearchVectors(500, vectors)
 
 
 def test_reference_all_scores_nfr_against_every_smaller_member():
@@ -275,10 +288,10 @@ def test_reference_all_scores_nfr_against_every_smaller_member():
     fam = search_family(SPACE, specs, vectors, SMALL, regnas=True, lambda1=1, lambda2=1,
                         reference="all", seed=0, reporter=Reporter("off"))  # fmt: skip
     edge, server, cloud = fam
-    e, s = vectors([edge.best.arch, server.best.arch], None)
+    e, s = vectors.of([edge.best.arch, server.best.arch], None)
     for c in cloud.trace:
         assert SPACE.contains(edge.best.arch, c.arch) and SPACE.contains(server.best.arch, c.arch)
-        [v] = vectors([c.arch], None)
+        [v] = vectors.of([c.arch], None)
         assert c.score.nfr == pytest.approx((nfr_rate(e, v) + nfr_rate(s, v)) / 2)
     assert cloud.contains == "server"
 

@@ -111,10 +111,10 @@ class ResultCache:
         if hit is None or hit[0] > n:
             return None
         try:
-            vec = unpack_correct(hit[1], n)
+            vec = unpack_correct(hit[1], hit[0])
         except (ValueError, binascii.Error):
             return None
-        if vec.numel() != n:
+        if vec.numel() != hit[0]:  # unpacking pads a short record with zeros: never trust that
             return None
         self.hits += 1
         return vec
