@@ -51,6 +51,7 @@ def main() -> None:
     ap.add_argument("--population", type=int)
     ap.add_argument("--generations", type=int)
     ap.add_argument("--racing-images", type=int, help="0: no racing (default: the example's)")
+    ap.add_argument("--save", type=Path, help="also keep the release's family.json here")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="famc-build-bench-") as tmp:
         cfg, out = config(Path(tmp), args), Path(tmp) / "release"
@@ -62,10 +63,20 @@ def main() -> None:
         if done.returncode != 0:
             sys.exit(f"famc build failed ({done.returncode}):\n{done.stderr[-3000:]}")
         manifest = json.loads((out / "family.json").read_text())
+        if args.save:
+            args.save.write_text((out / "family.json").read_text())
         search = yaml.safe_load(cfg.read_text())["search"]
     print("\n".join(line for line in done.stderr.splitlines() if line.startswith("search:")))
     print(f"cold build: {wall:.0f} s wall, peak RSS {rss_gb:.2f} GB (targets: <= 600 s, <= 4 GB)")
-    print(f"evaluations: {manifest['evaluations']}; search settings: {search}")
+    summary = manifest["summary"]
+    print(f"evaluations: {summary['evaluations']}; search settings: {search}")
+    print(f"family: {summary['family']}; baseline: {summary['baseline']}; NFR reduction "
+          f"{summary['nfr_reduction_pct']} %, Top-1 cost {summary['top1_cost']} pt")  # fmt: skip
+    for fam in ("pairwise", "baseline"):
+        pairs = manifest[fam] if fam == "pairwise" else (manifest["baseline"] or {}).get("pairwise")
+        for pair in pairs or []:
+            print(f"  {'reg-nas' if fam == 'pairwise' else 'baseline'} {pair['ref']} -> "
+                  f"{pair['target']}: NFR {pair['nfr']:.2f} %")  # fmt: skip
     print("member            family    search Top-1  test Top-1  curse (pt)")
     for family in ("members", "baseline"):
         block = manifest[family] if family == "members" else (manifest.get("baseline") or {})

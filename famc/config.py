@@ -96,8 +96,8 @@ class SearchConfig(Strict):
     its first generation; ``generations: 19`` matches it exactly. A build runs one search per
     member and family (6 for a 3-member family with its baseline), each evaluation a BN
     re-calibration plus a pass over the search images, so the shipped example asks for far fewer
-    (population 40 × 8 generations, 340 per search) to build in minutes on 2 CPU cores; raise
-    them for a release.
+    (population 24 × 5 generations, 114 per search, on the whole search split) to build in
+    minutes on 2 CPU cores; raise them for a release.
 
     ``selection`` picks each member's result from the candidates it evaluated
     (``famc.search.select``): ``reward`` (largest ``λ1·Top1 − λ2·NFR``) or ``epsilon`` (lowest NFR
