@@ -39,6 +39,10 @@ def config(tmp: Path, args: argparse.Namespace) -> Path:
     for key in ("population", "generations"):
         if getattr(args, key):
             cfg["search"][key] = getattr(args, key)
+    if args.selection:
+        cfg["search"]["selection"] = args.selection
+    if args.epsilon_pt is not None:
+        cfg["search"]["epsilon_pt"] = args.epsilon_pt
     if args.racing_images is not None:
         cfg["search"]["racing"] = {"images": args.racing_images} if args.racing_images else None
     path = tmp / "family.yaml"
@@ -52,6 +56,8 @@ def main() -> None:
     ap.add_argument("--generations", type=int)
     ap.add_argument("--racing-images", type=int, help="0: no racing (default: the example's)")
     ap.add_argument("--save", type=Path, help="also keep the release's family.json here")
+    ap.add_argument("--selection", choices=("reward", "epsilon"))
+    ap.add_argument("--epsilon-pt", type=float)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="famc-build-bench-") as tmp:
         cfg, out = config(Path(tmp), args), Path(tmp) / "release"

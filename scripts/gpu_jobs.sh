@@ -18,7 +18,7 @@
 # (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz,
 # t10k-labels-idx1-ubyte.gz; not needed where /usr/share/datasets/fashion-mnist has them);
 # PYTHON, the interpreter with torch+CUDA (default .venv/bin/python, else python3); GPU_JOBS_COPY_TO
-# (default $OUT), a directory that receives a copy of the results at exit, repository paths kept.
+# (default $OUT), a directory that receives gpu_jobs_results.tar at exit (repository paths inside).
 # Nothing is downloaded: famc runs from this checkout (PYTHONPATH), torch must be installed, and
 # --wheels DIR installs famc's other dependencies offline from that wheel folder if they are missing.
 set -uo pipefail
@@ -102,13 +102,17 @@ truth_step() {
     --device cuda
 }
 
+# one tarball, repository paths inside (the device tool returns files at most two folders deep);
+# restore with: tar -xf gpu_jobs_results.tar
 copy_back() {
   [ -n "$COPY_TO" ] && [ -d "$COPY_TO" ] || return 0
+  local paths=()
   for path in "$SUPERNET" "$TRUTH" "${TRUTH%.json}.log"; do
-    [ -e "$path" ] || continue
-    mkdir -p "$COPY_TO/$(dirname "$path")" && cp -r "$path" "$COPY_TO/$(dirname "$path")/"
+    [ -e "$path" ] && paths+=("$path")
   done
-  echo "gpu_jobs: results copied under $COPY_TO"
+  [ ${#paths[@]} -gt 0 ] || return 0
+  tar -cf "$COPY_TO/gpu_jobs_results.tar" "${paths[@]}"
+  echo "gpu_jobs: results in $COPY_TO/gpu_jobs_results.tar (tar -xf it in the repository root)"
 }
 
 GPU=""
