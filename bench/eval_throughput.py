@@ -45,7 +45,6 @@ from famc.evaluate.engine import Evaluator  # noqa: E402
 from famc.metrics import kendall_tau, reward, top1  # noqa: E402
 from famc.prepare import prepare  # noqa: E402
 from famc.progress import Reporter  # noqa: E402
-from famc.search.family import SearchVectors  # noqa: E402
 from famc.search.stage import search  # noqa: E402
 from famc.space import SearchSpace, get_space  # noqa: E402
 from famc.supernet import build_supernet  # noqa: E402
@@ -166,8 +165,7 @@ def search_workload(args: argparse.Namespace) -> float:
             p = prepare(_example_config(Path(tmp), args.generations, race, args.device))
             ev = CachedEvaluation(p)
             t0 = time.perf_counter()
-            vectors = SearchVectors(len(p.search_split), ev.search_vectors)
-            fam = search(p, vectors, Reporter("off")).regnas
+            fam = search(p, ev.search_vectors, Reporter("off")).regnas
             runs[race] = (time.perf_counter() - t0, fam, ev)
     (full_s, full, ev), (race_s, raced, _) = runs[None], runs[args.race_images]
     n = sum(len(m.trace) for m in raced)

@@ -23,7 +23,6 @@ from famc.io import check_output_dir, staged_directory
 from famc.prepare import prepare
 from famc.progress import Reporter
 from famc.report.stage import report
-from famc.search.family import SearchVectors
 from famc.search.stage import search
 from famc.ship import ship
 
@@ -45,8 +44,7 @@ def build(config_path: str | Path, *, out: str | Path | None = None, force: bool
         for note in [*p.notes, *ev.notes()]:
             log(note)
         t = time.perf_counter()
-        vectors = SearchVectors(len(p.search_split), ev.search_vectors)
-        families = search(p, vectors, reporter or Reporter("off"))
+        families = search(p, ev.search_vectors, reporter or Reporter("off"))
         log(f"search: {families.describe()}; {ev.evaluated} evaluations run, {ev.cache.hits} "
             f"from the cache, in {time.perf_counter() - t:.0f} s")  # fmt: skip
         t = time.perf_counter()

@@ -23,6 +23,7 @@ from famc.evaluate.backends import BackendSettings, Job, make_backend
 from famc.evaluate.engine import Evaluator
 from famc.metrics import pack_correct, unpack_correct
 from famc.prepare import Prepared
+from famc.search.family import SearchVectors
 from famc.search.race import Race
 from famc.space import Arch
 
@@ -219,5 +220,9 @@ class CachedEvaluation:
                        f"{self.cache_path}; they are recomputed")  # fmt: skip
         return out
 
-    def search_vectors(self, archs: Sequence[Arch], race: Race | None = None) -> list[torch.Tensor]:
-        return self.correct_many(archs, "search", race)
+    @property
+    def search_vectors(self) -> SearchVectors:
+        """What the search scores candidates with: this build's search-split vectors."""
+        return SearchVectors(
+            len(self.splits["search"]), lambda archs, race: self.correct_many(archs, "search", race)
+        )
