@@ -2,12 +2,13 @@
 
 Each generation keeps the top ``parent_ratio`` of the population as parents (ranked by
 ``settings.selection``, famc.search.select; by reward unless told otherwise) and refills it with
-mutants (``mutation_ratio``) and uniform crossovers of two parents. A generation's new candidates are
-drawn first and scored in one call, so an evaluation backend may score them in parallel; the weakest
-parent is handed to the fitness as the bar a racing fitness may stop candidates against. Candidates must satisfy the
-compute constraint (rejection sampling with a retry cap, never an endless loop) and, under CAS, contain
-every reference architecture. With a ``Prescreen`` (an accuracy predictor) each new candidate is the
-best-predicted of several admissible draws, so fewer real evaluations go to poor candidates.
+mutants (``mutation_ratio``) and uniform crossovers of two parents. A generation's new candidates
+are drawn first and scored in one call, so an evaluation backend may score them in parallel; the
+weakest parent is handed to the fitness as the bar a racing fitness may stop candidates against.
+Candidates must satisfy the compute constraint (rejection sampling with a retry cap, never an
+endless loop) and, under CAS, contain every reference architecture. With a ``Prescreen`` (an
+accuracy predictor) each new candidate is the best-predicted of several admissible draws, so fewer
+real evaluations go to poor candidates.
 """
 
 from __future__ import annotations
