@@ -14,10 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from famc.data import to_input
 from famc.evaluate.cache import CachedEvaluation
 from famc.evaluate.stage import Evaluated, MemberResult
-from famc.export import ArtifactRecord, Preprocessing, export_member
+from famc.export import ArtifactRecord, Preprocessing, TestInputs, export_member
 from famc.latency.measure import MEMBER_PROTOCOL, Timing, time_calls
 from famc.latency.runtimes import RUNTIMES, Device, Graph, device_info, measuring, unavailable
 from famc.member import MemberInfo, write_member
@@ -49,14 +48,6 @@ def preprocessing(p: Prepared, resolution: int) -> Preprocessing:
                          class_names=d.classes, crop_ratio=d.crop_ratio)  # fmt: skip
 
 
-def test_batches(p: Prepared, resolution: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """The full test split, preprocessed exactly as family.json tells consumers to."""
-    return [
-        (to_input(x, resolution, p.data.mean, p.data.std, channels_last=False), y)
-        for x, y in p.data.test.batches(p.cfg.evaluation.batch_size, resolution=resolution)
-    ]
-
-
 def _ship_member(p: Prepared, m: MemberResult, ev: CachedEvaluation, out_dir: Path,
                  log: Callable[[str], None], tuned: nn.Module | None) -> ShippedMember:  # fmt: skip
     arch, plan = m.found.best.arch, m.plan
@@ -69,7 +60,8 @@ def _ship_member(p: Prepared, m: MemberResult, ev: CachedEvaluation, out_dir: Pa
     t = plan.target
     log(f"exporting {plan.name} ({', '.join(t.export)}) with parity on "
         f"{len(p.data.test)} test images")  # fmt: skip
-    artifacts = export_member(model, directory, pre, t.export, test_batches(p, arch.resolution),
+    tests = TestInputs(p.data.test, pre, p.cfg.evaluation.batch_size)
+    artifacts = export_member(model, directory, pre, t.export, tests,
                               precision=t.precision, policy=t.parity_policy)  # fmt: skip
     latency = time_member(plan, model, directory, pre, artifacts)
     log(f"{plan.name}: {latency.measured_on}" + (

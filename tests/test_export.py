@@ -371,3 +371,31 @@ def test_coreml_missing_dependency_is_one_line_fix(
     assert "\n" not in str(err.value)
     rec = export_member(model, tmp_path, PRE, ["coreml"], make_batches(32, 32))["coreml"]
     assert rec.status == "failed" and "famc[coreml]" in rec.detail
+
+
+class _Streamed:
+    """Re-iterable test batches made afresh on every pass, counting the passes."""
+
+    def __init__(self, n: int, batch: int) -> None:
+        self.batches, self.passes = make_batches(n, batch), 0
+
+    def __iter__(self):  # noqa: ANN204
+        self.passes += 1  # a generator: counted when a pass starts, not when iter() is called
+        for x, y in self.batches:
+            yield x.clone(), y
+
+
+def test_export_streams_the_test_split_once_per_pass(tmp_path: Path, model: TinyNet) -> None:
+    """An ImageNet-sized test split must never sit in memory: the reference and each format
+    stream it again (one pass each), with the same parity as a list; an iterator is refused."""
+    streamed = _Streamed(256, 32)
+    rec = export_member(model, tmp_path / "s", PRE, ["onnx"], streamed)["onnx"]
+    listed = export_member(model, tmp_path / "l", PRE, ["onnx"], make_batches(256, 32))["onnx"]
+    assert streamed.passes == 2  # PyTorch's reference, then ONNX
+    assert rec.status == listed.status == "passed" and rec.parity.n == listed.parity.n == 256
+    assert rec.parity.max_abs == listed.parity.max_abs
+    assert rec.parity.top1_agreement == listed.parity.top1_agreement == 1.0
+    golden = load_file(str(tmp_path / "s" / "golden.safetensors"))
+    assert torch.equal(golden["input"], torch.cat([x for x, _ in make_batches(256, 32)])[:16])
+    with pytest.raises(TypeError, match="not an iterator"):
+        export_member(model, tmp_path / "i", PRE, ["onnx"], iter(make_batches(64, 32)))

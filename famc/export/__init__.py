@@ -7,7 +7,7 @@ of formats every other part of famc reads.
 
 from famc.data.preprocessing import METADATA_KEY, Preprocessing
 from famc.export.formats import FORMATS, ExportJob, Format
-from famc.export.member import export_member
+from famc.export.member import TestInputs, export_member
 from famc.export.onnx import export_onnx, onnx_model, read_onnx_preprocessing, run_onnx
 from famc.export.parity import DEFAULT_ATOL, Parity, default_atol, parity, torch_logits
 from famc.export.records import ArtifactRecord, Artifacts, ArtifactsManifest, artifact_records
@@ -27,6 +27,7 @@ __all__ = [
     "VerifyResult",
     "artifact_records",
     "default_atol",
+    "TestInputs",
     "export_member",
     "export_onnx",
     "onnx_model",

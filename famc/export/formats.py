@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import platform
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +48,7 @@ class Format:
     name: str
     suffix: str
     build: Callable[[ExportJob], Path]
-    run: Callable[[Path, Sequence[Tensor]], Tensor]
+    run: Callable[[Path, Iterable[Tensor]], Tensor]
     missing: Callable[[], str | None] = _no  # a package to install: the artifact fails
     host_lacks: Callable[[], str | None] = _no  # a runtime this host cannot have: unavailable
     check_on: str = ""  # the host that can check an unavailable artifact, for messages
@@ -76,7 +76,7 @@ def _onnx(job: ExportJob) -> Path:
     return export_onnx(job.model, job.path("onnx"), job.pre, opset=job.opset)
 
 
-def _run_onnx(path: Path, batches: Sequence[Tensor]) -> Tensor:
+def _run_onnx(path: Path, batches: Iterable[Tensor]) -> Tensor:
     from famc.export.onnx import run_onnx
 
     return run_onnx(path, batches)
@@ -89,7 +89,7 @@ def _coreml(job: ExportJob) -> Path:
                          max_batch=job.batches[2])  # fmt: skip
 
 
-def _run_coreml(path: Path, batches: Sequence[Tensor]) -> Tensor:
+def _run_coreml(path: Path, batches: Iterable[Tensor]) -> Tensor:
     from famc.export.coreml import run_coreml
 
     return run_coreml(path, batches)
@@ -120,7 +120,7 @@ def _tensorrt_script(job: ExportJob) -> Path:
     return write_trtexec_script(job.path("onnx"), job.path("tensorrt"), job.pre, job.batches)
 
 
-def _run_tensorrt(path: Path, batches: Sequence[Tensor]) -> Tensor:
+def _run_tensorrt(path: Path, batches: Iterable[Tensor]) -> Tensor:
     from famc.export.tensorrt import run_tensorrt
 
     return run_tensorrt(path, batches)

@@ -7,14 +7,15 @@ the others; the manifest (``artifacts.json``) is what ``famc verify`` and report
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from famc import io as _fs
-from famc.data import to_input
+from famc.data import Images, to_input
 from famc.data.preprocessing import Preprocessing
 from famc.errors import FamcError
 from famc.export.formats import FORMATS, ExportJob, Format, with_dependencies
@@ -43,6 +44,49 @@ def _normalize(formats: Sequence[str]) -> list[str]:
 PolicyFor = Callable[[str, str], ParityPolicy]  # (format, precision) -> how it is judged
 
 
+@dataclass(frozen=True)
+class TestInputs:
+    """A test split preprocessed exactly as family.json tells consumers to, prepared afresh on every
+    pass (PyTorch's reference and each format make one), so a streamed ImageNet-sized split is
+    never held in memory: only the logits are."""
+
+    images: Images
+    pre: Preprocessing
+    batch_size: int = 500
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        r, pre = self.pre.resolution, self.pre
+        for x, y in self.images.batches(self.batch_size, resolution=r):
+            yield to_input(x, r, pre.mean, pre.std, channels_last=False), y
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """The inputs of re-iterable (inputs, labels) batches, one streamed pass per iteration."""
+
+    batches: Iterable[tuple[Tensor, Tensor]]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return (x.detach().cpu() for x, _ in self.batches)
+
+
+def _reference(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
+               golden_samples: int) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    """One pass: PyTorch's logits, the labels, and the first ``golden_samples`` inputs."""
+    logits: list[Tensor] = []
+    labels: list[Tensor] = []
+    first: list[Tensor] = []
+    for x, y in batches:
+        x = x.detach().cpu()
+        logits.append(torch_logits(model, [x]))
+        labels.append(y.detach().cpu().reshape(-1))
+        if (kept := sum(len(f) for f in first)) < golden_samples:
+            first.append(x[: golden_samples - kept].clone())
+    if not logits:
+        raise FamcError("export_member needs at least one (inputs, labels) test batch")
+    return torch.cat(logits), torch.cat(labels), torch.cat(first)
+
+
 def export_member(
     model: nn.Module,
     out_dir: Path,
@@ -56,19 +100,21 @@ def export_member(
 ) -> dict[str, ArtifactRecord]:
     """Export, validate against PyTorch on ``test_batches``, write golden I/O and a manifest.
 
+    ``test_batches`` is iterated once for the reference and once per format, so it must be
+    re-iterable (a list, or a ``TestInputs`` that streams the split from disk each time).
+
     Every requested format ends ``passed``, ``failed`` or ``unavailable`` (see ``FORMATS``);
     formats made from another (TensorRT from ONNX) bring it along. ``seconds`` is export time.
     """
+    if iter(test_batches) is test_batches:
+        raise TypeError("export_member iterates test_batches once per format: pass a list or a "
+                        "TestInputs, not an iterator")  # fmt: skip
     job = ExportJob(model, Path(out_dir), pre, precision)
     fmts = _normalize(formats)
-    pairs = [(x.detach().cpu(), y.detach().cpu().reshape(-1)) for x, y in test_batches]
-    if not pairs:
-        raise FamcError("export_member needs at least one (inputs, labels) test batch")
-    xs = [x for x, _ in pairs]
-    labels = torch.cat([y for _, y in pairs])
+    reference, labels, first = _reference(model, test_batches, golden_samples)
+    xs = _Inputs(test_batches)
     job.directory.mkdir(parents=True, exist_ok=True)
-    reference = torch_logits(model, xs)
-    write_golden(model, job.directory, torch.cat(xs)[:golden_samples], labels[:golden_samples])
+    write_golden(model, job.directory, first, labels[:golden_samples])
     records: dict[str, ArtifactRecord] = {}
     for fmt in fmts:
         f = FORMATS[fmt]
@@ -89,7 +135,7 @@ def _default_policy(fmt: str, precision: str) -> ParityPolicy:
 Judge = Callable[[Path, ParityPolicy], tuple[Status, Parity, str | None, str]]
 
 
-def _judge(f: Format, xs: list[Tensor], reference: Tensor, labels: Tensor) -> Judge:
+def _judge(f: Format, xs: Iterable[Tensor], reference: Tensor, labels: Tensor) -> Judge:
     """Run the artifact on the test inputs and judge it against PyTorch's logits by a policy."""
 
     def judge(path: Path, pol: ParityPolicy) -> tuple[Status, Parity, str | None, str]:
@@ -170,8 +216,6 @@ def export_one(member: Path, formats: Sequence[str], precision: str) -> dict[str
     model = load_member(member)
     pre = info.preprocessing
     data = info.data.load()
-    batches = [
-        (to_input(x, pre.resolution, pre.mean, pre.std, channels_last=False), y)
-        for x, y in data.test.batches(500, resolution=pre.resolution)
-    ]
-    return export_member(model, member, pre, formats, batches, precision=precision)
+    return export_member(
+        model, member, pre, formats, TestInputs(data.test, pre), precision=precision
+    )
