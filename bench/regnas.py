@@ -8,12 +8,14 @@ Table 4.2 and its §4.4 fine-tuning:
     R1         λ1 = 0, λ2 = 1, no CAS: the NFR paragon
     R2         λ1 = 1, λ2 = 1, no CAS
     R2+CAS     REG-NAS (selection: reward)
-    eps+CAS    selection: epsilon (``--epsilon`` points of Top-1), CAS
+    eps+CAS    selection: epsilon (``--epsilon`` points below the same seed's R0 member), CAS
     ... +FD    the family above fine-tuned with FD-KD against the member below (famc.finetune)
     R2+CAS +CE the same fine-tuning with cross-entropy only: what FD's reference term adds
 
 Every setting's row: NFR of each smaller → larger pair, mean Top-1, the mean pairwise NFR's
-reduction against R0 (%) and the Top-1 it costs against R0 (points), each mean ± std over seeds.
+reduction against R0 (%), the Top-1 it costs against R0 (points) and the worst member's Top-1
+against R0's member of the same budget (points), each mean ± std over seeds. ``--settings`` runs a
+subset (R0 always); ``--standalone-epochs 0`` skips the stand-alone training.
 Finally the members R2+CAS chose for seed 0 are trained from scratch (``famc.train.standalone``,
 cross-entropy, ``--standalone-epochs``) and their pairwise NFR printed: what weight sharing alone
 buys. Results also go to ``OUT/regnas.json``.
@@ -83,15 +85,18 @@ def smoke(p: Prepared, tmp: Path) -> Prepared:
     )  # fmt: skip
 
 
-def run_search(p: Prepared, ev: CachedEvaluation, setting: str, seed: int) -> FamilyResult:
-    """One family under ``setting``, scored on the test split."""
+def run_search(p: Prepared, ev: CachedEvaluation, setting: str, seed: int,
+               r0: FamilyResult | None = None) -> FamilyResult:  # fmt: skip
+    """One family under ``setting``, scored on the test split; ``r0`` (the same seed's R0
+    family) gives each budget's Top-1 paragon, as ``famc build`` takes it from its baseline."""
     overrides, cas, nfr = SEARCHES[setting]
     q = _with(p, search=p.cfg.search.model_copy(update={**overrides, "seed": seed}))
     s = q.cfg.search
+    paragons = None if r0 is None else [m.found.best.score.top1 for m in r0.members]
     found = search_family(q.space, member_specs(q), ev.search_vectors, evolution_settings(q),
                           regnas=nfr, lambda1=s.lambda1, lambda2=s.lambda2,
                           reference=s.reference, seed=seed, reporter=Reporter("lines"),
-                          cas=cas)  # fmt: skip
+                          cas=cas, paragons=paragons)  # fmt: skip
     return family_result(
         [MemberResult(plan, m, ev.correct(m.best.arch, "test"))
          for plan, m in zip(q.plans, found, strict=True)]
@@ -108,7 +113,8 @@ def run_tuned(p: Prepared, ev: CachedEvaluation, searched: FamilyResult, method:
 
 
 def row(runs: Sequence[FamilyResult], base: Sequence[FamilyResult]) -> dict[str, list[float]]:
-    """Per seed: each pair's NFR, mean Top-1, NFR reduction and Top-1 cost against R0's run."""
+    """Per seed: each pair's NFR, mean Top-1, NFR reduction, Top-1 cost and the largest drop of
+    one member's Top-1 against R0's member of the same budget."""
     out: dict[str, list[float]] = {}
     for fam, b in zip(runs, base, strict=True):
         f, s = fam.summary(), b.summary()
@@ -116,7 +122,9 @@ def row(runs: Sequence[FamilyResult], base: Sequence[FamilyResult]) -> dict[str,
         values |= {"mean Top-1": f.mean_top1,
                    "NFR reduction (%)": 100 * (1 - f.mean_pairwise_nfr / s.mean_pairwise_nfr)
                    if s.mean_pairwise_nfr else 0.0,
-                   "Top-1 cost (pt)": s.mean_top1 - f.mean_top1}  # fmt: skip
+                   "Top-1 cost (pt)": s.mean_top1 - f.mean_top1,
+                   "worst member vs R0 (pt)": min(m.top1 - r.top1 for m, r
+                                                  in zip(fam.members, b.members, strict=True))}  # fmt: skip
         for k, v in values.items():
             out.setdefault(k, []).append(v)
     return out
@@ -149,7 +157,13 @@ def main() -> None:
     ap.add_argument("--standalone-epochs", type=int, default=StandaloneRecipe.epochs)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "regnas")
     ap.add_argument("--smoke", action="store_true", help="minutes: a pipeline check only")
+    ap.add_argument("--settings", default=",".join([*SEARCHES, *TUNED]),
+                    help="comma-separated subset of the settings (R0 is always run)")  # fmt: skip
     args = ap.parse_args()
+    wanted = {"R0", *args.settings.split(",")}
+    if unknown := wanted - set(SEARCHES) - set(TUNED):
+        ap.error(f"unknown setting(s) {sorted(unknown)}; choose from {[*SEARCHES, *TUNED]}")
+    wanted |= {TUNED[name][0] for name in wanted & set(TUNED)}  # a tuned family needs its search
     args.out.mkdir(parents=True, exist_ok=True)
     p = prepare(args.config)
     p = _with(p, search=p.cfg.search.model_copy(update={"epsilon_pt": args.epsilon}))
@@ -159,12 +173,17 @@ def main() -> None:
         tune, args.standalone_epochs = tune.model_copy(update={"epochs": 1, "batch_size": 64}), 1
     torch.manual_seed(0)
     ev = CachedEvaluation(p)
-    runs = {name: [run_search(p, ev, name, s) for s in range(args.seeds)] for name in SEARCHES}
+    runs = {"R0": [run_search(p, ev, "R0", s) for s in range(args.seeds)]}
+    for name in [n for n in SEARCHES if n in wanted and n != "R0"]:
+        runs[name] = [run_search(p, ev, name, s, r0) for s, r0 in enumerate(runs["R0"])]
     for name, (start, method) in TUNED.items():
-        runs[name] = [run_tuned(p, ev, fam, method, tune, s)
-                      for s, fam in enumerate(runs[start])]  # fmt: skip
+        if name in wanted:
+            runs[name] = [run_tuned(p, ev, fam, method, tune, s)
+                          for s, fam in enumerate(runs[start])]  # fmt: skip
     table = {name: row(fams, runs["R0"]) for name, fams in runs.items()}
-    alone = standalone(p, runs["R2+CAS"][0], args.standalone_epochs, print)
+    alone = None
+    if "R2+CAS" in runs and args.standalone_epochs > 0:
+        alone = standalone(p, runs["R2+CAS"][0], args.standalone_epochs, print)
     columns = list(next(iter(table.values())))
     print(
         f"\n{args.seeds} seed(s), mean ± std; NFR and Top-1 in % of the test split "
@@ -173,9 +192,10 @@ def main() -> None:
     print(" | ".join(["setting", *columns]))
     for name, values in table.items():
         print(" | ".join([name, *(pm(values[c]) for c in columns)]))
-    print(f"stand-alone (seed 0 R2+CAS archs, {args.standalone_epochs} epoch(s)): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in alone["pairs"].items())
-          + f"; mean {alone['mean_pairwise_nfr']:.2f}")  # fmt: skip
+    if alone is not None:
+        print(f"stand-alone (seed 0 R2+CAS archs, {args.standalone_epochs} epoch(s)): "
+              + ", ".join(f"{k} {v:.2f}" for k, v in alone["pairs"].items())
+              + f"; mean {alone['mean_pairwise_nfr']:.2f}")  # fmt: skip
     result = {"seeds": args.seeds, "smoke": args.smoke, "epsilon_pt": args.epsilon,
               "finetune": tune.model_dump(), "table": table, "standalone": alone}  # fmt: skip
     (args.out / "regnas.json").write_text(json.dumps(result, indent=2) + "\n")

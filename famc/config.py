@@ -101,7 +101,8 @@ class SearchConfig(Strict):
 
     ``selection`` picks each member's result from the candidates it evaluated
     (``famc.search.select``): ``reward`` (largest ``λ1·Top1 − λ2·NFR``) or ``epsilon`` (lowest NFR
-    within ``epsilon_pt`` points of the best search Top-1 found under the same budget and CAS).
+    within ``epsilon_pt`` points of the best search Top-1 for the budget: the member's own search
+    under CAS, or the baseline's member of the same budget when that is higher).
     ``reference: all`` measures NFR against every smaller member (their mean) instead of the one
     below."""
 

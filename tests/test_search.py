@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -17,7 +17,7 @@ from famc.progress import Reporter
 from famc.search.evolution import Constraint, EvolutionSettings, Prescreen, Score, evolve
 from famc.search.family import MemberSpec, Racing, SearchVectors, search_family
 from famc.search.race import Race
-from famc.search.select import EpsilonSelection, pareto_front
+from famc.search.select import EpsilonSelection, RewardSelection, pareto_front
 from famc.space import flops, get_space
 
 SPACE = get_space("fashion-mbv3")
@@ -311,6 +311,19 @@ def test_epsilon_selection_chooses_lowest_nfr_near_the_best_top1():
     plain = search_family(SPACE, specs[:1], vectors, SMALL, regnas=True, lambda1=1, lambda2=1,
                           reference="below", seed=0, reporter=Reporter("off"))  # fmt: skip
     assert edge.best.arch == plain[0].best.arch  # no reference: plain Top-1 under both rules
+    # each member searched against a reference gets the rule for its own budget's paragon
+    given: list[float] = []
+
+    @dataclass(frozen=True)
+    class Recording(RewardSelection):
+        def for_budget(self, paragon: float) -> RewardSelection:
+            given.append(paragon)
+            return self
+
+    recording = replace(SMALL, selection=Recording())
+    search_family(SPACE, specs, vectors, recording, regnas=True, lambda1=1, lambda2=1,
+                  reference="below", seed=0, reporter=Reporter("off"), paragons=[80.0, 90.0])  # fmt: skip
+    assert given == [90.0]  # the edge has no reference: plain Top-1, no paragon
 
 
 def test_member_below_is_costed_at_the_lowest_resolution():

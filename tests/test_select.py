@@ -55,6 +55,16 @@ def test_epsilon_picks_the_lowest_nfr_within_eps_of_the_best_top1(eps, chosen):
     assert EpsilonSelection(eps).choose(POINTS) is POINTS[chosen]
 
 
+@pytest.mark.parametrize(("paragon", "chosen"), [(90.2, 1), (90.4, 0), (90.0, 2), (89.5, 2),
+                                                 (91.0, 0)])  # fmt: skip
+def test_epsilon_band_hangs_from_the_baseline_paragon_when_it_is_higher(paragon, chosen):
+    """ε = 0.5 below the baseline's Top-1 for the budget: 90.2 → band ≥ 89.7 (POINTS 0, 1), 90.4
+    → ≥ 89.9 (0 only); a paragon at or below the search's own best (90.0) changes nothing (band
+    ≥ 89.5); one the search never came within ε of (91.0) leaves its own best."""
+    assert EpsilonSelection(0.5).for_budget(paragon).choose(POINTS) is POINTS[chosen]
+    assert RewardSelection().for_budget(paragon) == RewardSelection()
+
+
 def test_reward_picks_the_largest_reward_and_it_lies_on_the_front():
     best = RewardSelection().choose(POINTS)
     assert best is POINTS[2]  # 89.5 - 1.0 is the largest complete reward

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -112,10 +112,12 @@ def search_family(
     reporter: Reporter,
     racing: Racing | None = None,
     cas: bool = True,
+    paragons: Sequence[float] | None = None,
 ) -> list[FoundMember]:
     """Search every member, smallest first, scoring candidates with ``vectors``. ``cas=False``
     keeps the NFR reward but not the nesting: REG-NAS's R1/R2 ablations (Table 4.2), a family
-    whose members do not contain each other."""
+    whose members do not contain each other. ``paragons``: each member's Top-1 paragon (the
+    baseline's search Top-1 for the same budget), for selection rules that measure from it."""
     found: list[FoundMember] = []
     for i, spec in enumerate(members):
         refs: list[Arch] = []
@@ -129,7 +131,9 @@ def search_family(
         rng = random.Random(f"{seed}:{i}:{spec.name}")
         nested = refs if cas else []
         fitness = _fitness(vectors, refs, l1, l2, racing, settings.parents)
-        best, trace = evolve(space, fitness, spec.constraint, nested, settings, rng, title=title,
+        rule = settings if paragons is None or not refs else replace(
+            settings, selection=settings.selection.for_budget(paragons[i]))  # fmt: skip
+        best, trace = evolve(space, fitness, spec.constraint, nested, rule, rng, title=title,
                              reporter=reporter)  # fmt: skip
         found.append(FoundMember(spec.name, best, found[-1].name if nested else None, trace))
     return found

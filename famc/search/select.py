@@ -7,7 +7,10 @@ R0 would pick) and the NFR paragon (what R1 would pick). A selection rule picks 
 
 * ``reward``: the largest ``λ1·Top1 − λ2·NFR`` (REG-NAS's R2 with the configured λs).
 * ``epsilon``: the lowest-NFR candidate whose Top-1 is within ``ε`` points of the best Top-1 found
-  (near the Top-1 paragon, as far toward the NFR paragon as that allows). A weighted sum picks
+  for that budget (near the Top-1 paragon, as far toward the NFR paragon as that allows). When the
+  build also searches the plain-NAS baseline, its member of the same budget is the Top-1 paragon
+  the band hangs from (``for_budget``): CAS can keep a member's own search from ever reaching the
+  Top-1 that budget affords, and a band measured from its own best would follow it down. A weighted sum picks
   whichever end the λs' exchange rate favours; on a saturated dataset, where candidates differ
   by as little in Top-1 as in NFR, it drifts to "barely change the model below". The ε rule
   states the Top-1 price in points instead.
@@ -70,6 +73,10 @@ class Selection(Protocol):
 
     def choose(self, seen: Sequence[Candidate]) -> Candidate: ...
 
+    def for_budget(self, paragon: float) -> Selection:
+        """This rule for a budget whose Top-1 paragon (the baseline's member) scored ``paragon``."""
+        ...
+
 
 def reward_rank(c: Candidate) -> tuple[bool, float, Arch]:
     """Fully evaluated first, then by reward (ties: by architecture)."""
@@ -87,6 +94,9 @@ class RewardSelection:
     def choose(self, seen: Sequence[Candidate]) -> Candidate:
         return min(seen, key=reward_rank)
 
+    def for_budget(self, paragon: float) -> RewardSelection:
+        return self  # the weighted sum does not look at other searches
+
 
 @dataclass(frozen=True)
 class EpsilonSelection:
@@ -96,13 +106,21 @@ class EpsilonSelection:
     first (it sets the band, so keeping it as a parent keeps pushing Top-1 up and the band with
     it), then the candidates inside the band by NFR, then those below it by Top-1 (they can only
     become eligible by gaining accuracy). The band is measured from the best Top-1 of every
-    candidate evaluated so far (``seen``), so it never moves down.
+    candidate evaluated so far (``seen``), so it never moves down, or from ``paragon`` (the
+    baseline's Top-1 for this budget) when that is higher; when the search has nothing within
+    ``ε`` of the paragon, its own best is the band.
     """
 
     epsilon_pt: float
+    paragon: float | None = None
 
     def _floor(self, seen: Sequence[Candidate]) -> float:
-        return max(c.score.top1 for c in complete(seen)) - self.epsilon_pt
+        best = max(c.score.top1 for c in complete(seen))
+        top = best if self.paragon is None else max(best, self.paragon)
+        return min(best, top - self.epsilon_pt)
+
+    def for_budget(self, paragon: float) -> EpsilonSelection:
+        return EpsilonSelection(self.epsilon_pt, paragon)
 
     def parents(self, population: Sequence[Candidate], seen: Sequence[Candidate],
                 n: int) -> list[Candidate]:  # fmt: skip

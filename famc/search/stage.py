@@ -53,14 +53,18 @@ def member_specs(p: Prepared) -> list[MemberSpec]:
 
 
 def search(p: Prepared, vectors: SearchVectors, reporter: Reporter) -> Families:
-    """Search every member of both families (REG-NAS: R0 then R2 + CAS; baseline: R0 each)."""
+    """Search every member of both families (baseline: R0 each; REG-NAS: R0 then R2 + CAS). The
+    baseline goes first: its members are the Top-1 paragons of their budgets, which the epsilon
+    rule measures REG-NAS's members from."""
     s = p.cfg.search
     settings, specs = evolution_settings(p), member_specs(p)
     racing = None if s.racing is None else Racing(s.racing.images, s.racing.z)
 
-    def run(regnas: bool) -> list[FoundMember]:
+    def run(regnas: bool, paragons: list[float] | None = None) -> list[FoundMember]:
         return search_family(p.space, specs, vectors, settings, regnas=regnas, lambda1=s.lambda1,
                              lambda2=s.lambda2, reference=s.reference, seed=s.seed,
-                             reporter=reporter, racing=racing)  # fmt: skip
+                             reporter=reporter, racing=racing, paragons=paragons)  # fmt: skip
 
-    return Families(run(True), run(False) if s.baseline == "r0" else None)
+    baseline = run(False) if s.baseline == "r0" else None
+    paragons = None if baseline is None else [m.best.score.top1 for m in baseline]
+    return Families(run(True, paragons), baseline)
