@@ -9,7 +9,9 @@ winner's curse of ranking many candidates on one finite split.
 ``--population``/``--generations`` override the example's search (REG-NAS's own settings:
 ``--population 100 --generations 20``); ``--racing-images 0`` turns racing off.
 
-Run: ``.venv/bin/python bench/build_time.py [--population P] [--generations G]``.
+``--config`` builds another example the same way (bench/spaces.py does it for all three spaces).
+
+Run: ``.venv/bin/python bench/build_time.py [--config FAMILY.yaml] [--population P] [--generations G]``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ EXAMPLE = ROOT / "examples/fashion/family.yaml"
 
 def config(tmp: Path, args: argparse.Namespace) -> Path:
     """The example with a cold cache in ``tmp`` and the requested search settings."""
-    cfg = yaml.safe_load(EXAMPLE.read_text())
-    cfg["supernet"] = str(EXAMPLE.parent / cfg["supernet"])
+    example = args.config.resolve()
+    cfg = yaml.safe_load(example.read_text())
+    cfg["supernet"] = str(example.parent / cfg["supernet"])
     for m in cfg["members"]:
-        m["target"] = str((EXAMPLE.parent / m["target"]).resolve())
+        m["target"] = str((example.parent / m["target"]).resolve())
     cfg["evaluation"]["cache_dir"] = str(tmp / "cache")
     for key in ("population", "generations"):
         if getattr(args, key):
@@ -50,15 +53,23 @@ def config(tmp: Path, args: argparse.Namespace) -> Path:
     return path
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The options (bench/spaces.py takes the same ones)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--config", type=Path, default=EXAMPLE, help="family config (default: the example)"
+    )
     ap.add_argument("--population", type=int)
     ap.add_argument("--generations", type=int)
     ap.add_argument("--racing-images", type=int, help="0: no racing (default: the example's)")
     ap.add_argument("--save", type=Path, help="also keep the release's family.json here")
     ap.add_argument("--selection", choices=("reward", "epsilon"))
     ap.add_argument("--epsilon-pt", type=float)
-    args = ap.parse_args()
+    return ap
+
+
+def cold_build(args: argparse.Namespace) -> tuple[float, float, dict, str, dict]:
+    """Build ``args.config`` cold: wall seconds, peak RSS (GB), family.json, stderr, search block."""
     with tempfile.TemporaryDirectory(prefix="famc-build-bench-") as tmp:
         cfg, out = config(Path(tmp), args), Path(tmp) / "release"
         famc = [sys.executable, "-m", "famc", "build", str(cfg), "--out", str(out), "--no-gates"]
@@ -72,7 +83,13 @@ def main() -> None:
         if args.save:
             args.save.write_text((out / "family.json").read_text())
         search = yaml.safe_load(cfg.read_text())["search"]
-    print("\n".join(line for line in done.stderr.splitlines() if line.startswith("search:")))
+    return wall, rss_gb, manifest, done.stderr, search
+
+
+def main() -> None:
+    args = parser().parse_args()
+    wall, rss_gb, manifest, stderr, search = cold_build(args)
+    print("\n".join(line for line in stderr.splitlines() if line.startswith("search:")))
     print(f"cold build: {wall:.0f} s wall, peak RSS {rss_gb:.2f} GB (targets: <= 600 s, <= 4 GB)")
     summary = manifest["summary"]
     print(f"evaluations: {summary['evaluations']}; search settings: {search}")

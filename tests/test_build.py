@@ -421,3 +421,29 @@ def test_search_front_of_each_member_searched_against_the_one_below(release):
         assert [p.nfr for p in f.front] == sorted(p.nfr for p in f.front)
     html = (out / "report.html").read_text()
     assert "<h2>Search: Top-1 vs NFR</h2>" in html and "R1 paragon server" in html
+
+
+@pytest.mark.parametrize("example", ["fashion-resnet", "fashion-attentivenas"])
+def test_every_space_builds_from_its_demo_supernet(example, tmp_path):
+    """`famc build` is the same for every space: the other two examples' supernets give nested,
+    exported families (the example's MFLOPs budgets; a tiny search, no baseline and ONNX only,
+    since the mbv3 release above covers those for every space alike)."""
+    shipped = yaml.safe_load((ROOT / "examples" / example / "family.yaml").read_text())
+    supernet = ROOT / "examples" / example / "supernet" / "supernet.safetensors"
+    if not supernet.is_file():
+        pytest.fail(f"demo supernet {supernet} missing: train it (examples/{example}/train.yaml)")
+    members = [{**m, "target": str(ROOT / "targets" / "server.yaml")} for m in shipped["members"]]
+    search = {"population": 4, "generations": 1, "baseline": "none"}
+    config = family_config(tmp_path, space=shipped["space"], supernet=str(supernet),
+                           members=members, search=search)  # fmt: skip
+    result = runner.invoke(app, ["build", str(config), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    manifest = FamilyManifest.model_validate_json((tmp_path / "release/family.json").read_text())
+    space = get_space(shipped["space"])
+    archs = [space.arch_from_dict(m.arch) for m in manifest.members]
+    assert manifest.space == shipped["space"] and len(archs) == 3
+    for lo, hi, m in zip(archs, archs[1:], shipped["members"][1:], strict=False):
+        assert space.contains(lo, hi) and flops(space, hi) / 1e6 <= m["budget"]["mflops"]
+    for m in manifest.members:
+        onnx = m.artifacts.onnx
+        assert onnx.status == "passed" and onnx.parity.top1_agreement == 1.0
