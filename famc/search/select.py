@@ -10,10 +10,11 @@ R0 would pick) and the NFR paragon (what R1 would pick). A selection rule picks 
   for that budget (near the Top-1 paragon, as far toward the NFR paragon as that allows). When the
   build also searches the plain-NAS baseline, its member of the same budget is the Top-1 paragon
   the band hangs from (``for_budget``): CAS can keep a member's own search from ever reaching the
-  Top-1 that budget affords, and a band measured from its own best would follow it down. A weighted sum picks
-  whichever end the λs' exchange rate favours; on a saturated dataset, where candidates differ
-  by as little in Top-1 as in NFR, it drifts to "barely change the model below". The ε rule
-  states the Top-1 price in points instead.
+  Top-1 that budget affords, and a band measured from its own best would follow it down.
+
+A weighted sum picks whichever end the λs' exchange rate favours; on a saturated dataset, where
+candidates differ by as little in Top-1 as in NFR, it drifts to "barely change the model below".
+The ε rule states the Top-1 price in points instead.
 
 Without references (the smallest member, the baseline) NFR is undefined and both rules reduce to
 plain Top-1: the ε rule's band then ranks by Top-1 alone.
