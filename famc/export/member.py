@@ -76,12 +76,14 @@ def _reference(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
     logits: list[Tensor] = []
     labels: list[Tensor] = []
     first: list[Tensor] = []
+    kept = 0
     for x, y in batches:
         x = x.detach().cpu()
         logits.append(torch_logits(model, [x]))
         labels.append(y.detach().cpu().reshape(-1))
-        if (kept := sum(len(f) for f in first)) < golden_samples:
+        if kept < golden_samples:
             first.append(x[: golden_samples - kept].clone())
+            kept += len(first[-1])
     if not logits:
         raise FamcError("export_member needs at least one (inputs, labels) test batch")
     return torch.cat(logits), torch.cat(labels), torch.cat(first)
