@@ -3,7 +3,9 @@ bounded memory, and the same correctness vectors as the preloaded reader."""
 
 from __future__ import annotations
 
+import os
 import random
+import shutil
 import tracemalloc
 from pathlib import Path
 
@@ -68,6 +70,19 @@ def test_subsets_are_seeded_file_lists_in_the_fingerprint(imagenet_like: Path) -
     # decoding processes, crop and batch size are not part of what the data is
     assert _load(imagenet_like, workers=0).fingerprint() == a.fingerprint()
     assert _load(imagenet_like, crop_ratio=None).fingerprint() != a.fingerprint()
+
+
+def test_a_file_replaced_in_place_changes_the_fingerprint(imagenet_like: Path,
+                                                          tmp_path: Path) -> None:  # fmt: skip
+    """Same paths, other pixels: a cached evaluation must not be reused. A copy of the folder
+    elsewhere (another node's disk, other mtimes) is the same data."""
+    copy = tmp_path / "copy"
+    shutil.copytree(imagenet_like, copy)
+    before = _load(copy).fingerprint()
+    assert before == _load(imagenet_like).fingerprint()
+    victim = copy / os.fsdecode(_load(copy).search.files[0])
+    Image.fromarray(np.zeros((40, 40), np.uint8), mode="L").save(victim)
+    assert _load(copy).fingerprint() != before
 
 
 def test_streamed_vectors_equal_the_preloaded_ones(imagenet_like: Path) -> None:

@@ -5,7 +5,8 @@ of MB as a byte-string array). A :class:`FolderStream` is one split as a file li
 its batches in a process pool, in order, with at most ``PREFETCH`` batches in flight, so memory stays
 a few batches whatever the folder's size. Splits are chosen by file list with the seeded rule of
 :mod:`famc.data.splits`, and the data fingerprint hashes the lists (relative paths, labels, crop), so
-a cached evaluation is never reused for other files.
+a cached evaluation is never reused for other files (file sizes are hashed too, which catches
+a file replaced in place).
 
 Preprocessing is OFA's ImageNet evaluation: the shorter side resized (bilinear) to
 ``ceil(resolution / crop_ratio)``, a centre crop of ``resolution``², then ``mean``/``std``; with
@@ -117,10 +118,16 @@ class FolderStream:
                             self.workers)  # fmt: skip
 
     def digest(self, h: hashlib._Hash, label: str) -> None:
+        """Paths, labels, crop and each file's size: a file replaced in place almost always changes
+        size, so stale cached evaluations are not reused for it (a content hash would read the
+        whole folder). Not mtimes: a copy on another node must keep the fingerprint."""
         t = self.transform
         h.update(f"{label}:stream:{len(self)}:{t.channels}:{t.image_size}:{t.crop_ratio}".encode())
         h.update(b"\0".join(self.files.tolist()))
         h.update(_tensor_bytes(self.labels))
+        root = os.fsencode(self.root)
+        sizes = [os.stat(os.path.join(root, f)).st_size for f in self.files.tolist()]
+        h.update(np.asarray(sizes, dtype=np.int64).tobytes())
 
     def batches(self, batch_size: int, *, resolution: int | None = None, shuffle: bool = False,
                 generator: torch.Generator | None = None,
