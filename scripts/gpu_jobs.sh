@@ -5,8 +5,8 @@
 #
 #   train  the demo AttentiveNAS supernet on cuda: examples/fashion-attentivenas/train.yaml with
 #          --device cuda, into examples/fashion-attentivenas/supernet (log: train.log there)
-#   truth  the stand-alone ground truth on cuda, resuming from bench/results/standalone-partial.json:
-#          examples/fashion/standalone.json and examples/fashion/standalone.log
+#   truth  the stand-alone ground truth on cuda, resuming examples/fashion/standalone.json (its
+#          log: examples/fashion/standalone.log)
 #   (no step named: both, in that order)
 #
 # Every step resumes where an earlier call stopped (train: --resume from its last epoch checkpoint;
@@ -93,7 +93,6 @@ train_step() {
 }
 
 truth_step() {
-  [ -f "$TRUTH" ] || cp bench/results/standalone-partial.json "$TRUTH"
   if "$PY" -c "import json, sys; sys.exit(not json.load(open('$TRUTH')).get('complete'))"; then
     echo "gpu_jobs: truth done already ($TRUTH)"
     return 0
