@@ -255,17 +255,23 @@ def main(argv: list[str] | None = None) -> None:
     for name in wanted:
         rows[name] = train_one(name, METHODS[name], args, names)
         print(f"{name}: held-out τ {rows[name]['held_out']['kendall_tau']:.3f}", flush=True)
+        write_results(rows, picked, args)  # after every method: hours of runs are never lost
     combo = combination(rows) if "uniform" in rows else None
     if combo is not None and combo["name"] not in rows:
         rows[combo["name"]] = train_one(combo["name"], combo["overlay"], args, names)
+        write_results(rows, picked, args)
+    print(table(list(rows.values()), args.family))
+
+
+def write_results(rows: dict[str, dict[str, Any]], picked: dict[str, Any],
+                  args: argparse.Namespace) -> None:  # fmt: skip
+    """``results.json`` and ``results.md`` for the methods finished so far."""
     doc = {"truth": str(args.truth), "smoke": args.smoke,
            "landmarks": {**METHODS["landmarks"]["landmarks"],
                          "archs": [a.to_dict() for a in picked["archs"]]},
            "methods": list(rows.values())}  # fmt: skip
     (args.out / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    text = table(list(rows.values()), args.family)
-    (args.out / "results.md").write_text(text + "\n")
-    print(text)
+    (args.out / "results.md").write_text(table(list(rows.values()), args.family) + "\n")
 
 
 if __name__ == "__main__":
