@@ -3,7 +3,8 @@ architectures.
 
 Landmarks come from a truth file (the stand-alone benchmark or a user's file), sorted worst to best.
 Every step after warm-up draws one random pair (i < j, the paper's finding that one pair suffices)
-and adds ``λ_t · max(0, L(x; a_j) − L(x; a_i))``: a better landmark must not have the higher loss.
+among the landmarks the training schedule has unlocked and adds ``λ_t · max(0, L(x; a_j) −
+L(x; a_i))``: a better landmark must not have the higher loss.
 ``L`` is the cross-entropy on a batch of *held-out* training images that the supernet loss never
 sees. ``λ_t`` is 0 during warm-up, then rises along a cosine to ``λ_max`` (the paper's best
 schedule; λ_max = 10 was its best value). With ``count`` a diverse subset is used: the paper's
@@ -27,6 +28,7 @@ from famc.space import Arch, SearchSpace
 
 if TYPE_CHECKING:
     from famc.train.config import LandmarksConfig
+    from famc.train.schedule import View
 
 
 def holdout_split(train: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
@@ -90,12 +92,19 @@ class Landmarks:
         progress = (step - self.warmup + 1) / max(1, self.total - self.warmup)
         return self.lambda_max * 0.5 * (1 - math.cos(math.pi * min(1.0, progress)))
 
-    def pair(self, step: int, rng: random.Random) -> tuple[Arch, Arch, float] | None:
-        """(worse, better, λ) for this step, or None while λ is 0 (nothing to compute)."""
+    def pair(self, step: int, rng: random.Random, view: View) -> tuple[Arch, Arch, float] | None:
+        """(worse, better, λ) for this step, both landmarks inside ``view`` (what the schedule has
+        unlocked), or None while λ is 0 or no ordered pair is unlocked. Under progressive shrinking
+        most landmarks stay locked until the last phases; ranking them earlier trains, at up to
+        λ_max times the loss, the networks PS keeps for later (it cost the combined run 12 pt)."""
         lam = self.weight(step)
         if lam == 0:
             return None
-        i, j = rng.choice(self.pairs)
+        inside = [view.contains(a) for a in self.archs]
+        pairs = [(i, j) for i, j in self.pairs if inside[i] and inside[j]]
+        if not pairs:
+            return None
+        i, j = rng.choice(pairs)
         return self.archs[i], self.archs[j], lam
 
 

@@ -9,7 +9,7 @@ back; each method is one component with one hook:
 - **SSE** narrows the set the sampled networks come from to one sub-supernet (enhancing phase);
 - the **sampler** (uniform / attentive) picks the sampled networks from that set;
 - **CPT** adds its constraint networks and splits the sampled networks' loss weight with them;
-- **landmarks** add one ranked pair and its weight λ_t.
+- **landmarks** add one ranked pair (of networks the schedule has unlocked) and its weight λ_t.
 
 ``observe`` feeds the sampled networks and their losses to the stateful components (CPT's pool,
 SSE's per-group losses); ``state_dict`` gathers their state for the checkpoint.
@@ -75,7 +75,7 @@ class Methods:
             weights[1 : 1 + n] = [1 - share] * n
             weights += [share * n / len(constraints)] * len(constraints)
             archs += constraints
-        pair = self.landmarks.pair(step, rng) if self.landmarks else None
+        pair = self.landmarks.pair(step, rng, view) if self.landmarks else None
         return StepPlan(tuple(archs), tuple(weights), n,
                         None if pair is None else pair[:2], 0.0 if pair is None else pair[2])  # fmt: skip
 
