@@ -13,14 +13,16 @@ the evaluation images.
   (channels-last, inputs prepared once, ``inference_mode``).
 
 Part 2, the search's workload: the example's searches (edge R0, then server R2 + CAS; trained demo
-supernet, its calibration images, the whole 10,000-image search split) run twice with famc's own
-search code and a cold cache, exhaustively and with racing (``search.racing``). Reported: wall
-time of each, the chosen architectures and their scores (must be identical), and, over every
-candidate the raced run scored, Kendall τ between its (partly sliced) reward and the exhaustive
-one. Its speed against OFA's loop is part 1's ratio × part 2's.
+supernet, its calibration images, the whole 10,000-image search split) run three times with famc's
+own search code and a cold cache: candidates one at a time (part 1's engine), a generation as
+prefix trees (``famc.evaluate.tree``: exact, shared first layers run once), and prefix trees with
+racing (``search.racing``). Reported: wall time of each, whether the chosen architectures and their
+scores are identical, and, over every candidate the raced run scored, Kendall τ between its (partly
+sliced) reward and the exhaustive one. Its speed against OFA's loop is part 1's ratio × part 2's
+(one at a time → trees + racing).
 
 Run: ``.venv/bin/python bench/eval_throughput.py [--archs 10] [--calib 2000] [--images 2000]
-[--generations 4] [--race-images 1000]``. Needs the ``ofa`` package (``pip install ofa --no-deps``;
+[--generations 4] [--race-images 1000] [--z 2.33]``. Needs the ``ofa`` package (``pip install ofa --no-deps``;
 installed by scripts/test.sh).
 """
 
@@ -45,6 +47,7 @@ from famc.evaluate.engine import Evaluator  # noqa: E402
 from famc.metrics import kendall_tau, reward, top1  # noqa: E402
 from famc.prepare import prepare  # noqa: E402
 from famc.progress import Reporter  # noqa: E402
+from famc.search.family import SearchVectors  # noqa: E402
 from famc.search.stage import search  # noqa: E402
 from famc.space import SearchSpace, get_space  # noqa: E402
 from famc.supernet import build_supernet, fold_bn  # noqa: E402
@@ -69,6 +72,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--generations", type=int, default=4, help="part 2 (0: skip it)")
     ap.add_argument("--race-images", type=int, default=1000)
+    ap.add_argument("--z", type=float, default=2.33, help="racing's z (part 2)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda: both loops run there")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -96,12 +100,6 @@ def main() -> None:
     rng = random.Random(0)
     archs = [space.sample(rng) for _ in range(args.archs)]
 
-    # --- famc ---------------------------------------------------------------------------------
-    ev = Evaluator(net, calib, mean, std, batch_size=args.batch, device=args.device)
-    t0 = time.perf_counter()
-    famc_top1 = [top1(ev.correct(a, test)) for a in archs]
-    famc_s = time.perf_counter() - t0
-
     # --- OFA's loop ---------------------------------------------------------------------------
     def batches(images: ImageSet):
         for x, y in images.batches(args.batch):
@@ -112,18 +110,29 @@ def main() -> None:
 
     calib_batches = list(batches(calib))  # OFA's data loader would decode per pass; we help it
     test_batches = list(batches(test))
+
+    def ofa_loop() -> tuple[float, list[float]]:
+        t0 = time.perf_counter()
+        ofa_top1 = []
+        for a in archs:
+            cfg = space.to_ofa(a)
+            ofa.set_active_subnet(ks=cfg["ks"], e=cfg["e"], d=cfg["d"])
+            sub = ofa.get_active_subnet(preserve_weight=True).to(args.device)
+            set_running_statistics(sub, calib_batches)
+            sub.eval()
+            with torch.no_grad():
+                correct = torch.cat([sub(x).argmax(1) == y for x, y in test_batches]).cpu()
+            ofa_top1.append(top1(correct))
+        return time.perf_counter() - t0, ofa_top1
+
+    ofa_s, ofa_top1 = ofa_loop()  # first: famc's Evaluator changes the process's allocator
+
+    # --- famc ---------------------------------------------------------------------------------
+    ev = Evaluator(net, calib, mean, std, batch_size=args.batch, device=args.device)
     t0 = time.perf_counter()
-    ofa_top1 = []
-    for a in archs:
-        cfg = space.to_ofa(a)
-        ofa.set_active_subnet(ks=cfg["ks"], e=cfg["e"], d=cfg["d"])
-        sub = ofa.get_active_subnet(preserve_weight=True).to(args.device)
-        set_running_statistics(sub, calib_batches)
-        sub.eval()
-        with torch.no_grad():
-            correct = torch.cat([sub(x).argmax(1) == y for x, y in test_batches]).cpu()
-        ofa_top1.append(top1(correct))
-    ofa_s = time.perf_counter() - t0
+    famc_top1 = [top1(ev.correct(a, test)) for a in archs]
+    famc_s = time.perf_counter() - t0
+    ofa_kept_s = ofa_loop()[0]  # OFA's loop again, with the allocator setting famc made
 
     calib_s, predict_s = breakdown(ev, archs, test)
     worst = max(abs(a - b) for a, b in zip(famc_top1, ofa_top1, strict=True))
@@ -132,6 +141,8 @@ def main() -> None:
     print(f"famc : {args.archs / famc_s:6.3f} arch/s ({famc_s:.1f} s)")
     print(f"OFA  : {args.archs / ofa_s:6.3f} arch/s ({ofa_s:.1f} s)")
     print(f"ratio: {ofa_s / famc_s:.2f}x")
+    print(f"OFA's loop with famc's allocator setting (famc.device.keep_freed_memory): "
+          f"{args.archs / ofa_kept_s:6.3f} arch/s, ratio {ofa_kept_s / famc_s:.2f}x")  # fmt: skip
     print(f"famc per arch: extract + calibrate {calib_s / len(archs):.3f} s, fold + predict "
           f"{predict_s / len(archs):.3f} s; with calibration free the ratio would be at most "
           f"{ofa_s / predict_s:.2f}x")  # fmt: skip
@@ -158,7 +169,8 @@ def breakdown(ev: Evaluator, archs: list, test: ImageSet) -> tuple[float, float]
     return calib_s, predict_s
 
 
-def _example_config(tmp: Path, generations: int, race_images: int | None, device: str) -> Path:
+def _example_config(tmp: Path, arm: str, generations: int, race: RacingArm | None,
+                    device: str) -> Path:  # fmt: skip
     """The example's config, cold cache, edge + server only, no baseline; racing on or off."""
     cfg = yaml.safe_load(EXAMPLE.read_text())
     cfg["supernet"] = str(EXAMPLE.parent / cfg["supernet"])
@@ -166,46 +178,63 @@ def _example_config(tmp: Path, generations: int, race_images: int | None, device
         m["target"] = str((EXAMPLE.parent / m["target"]).resolve())
     cfg["members"] = cfg["members"][:2]
     cfg["evaluation"].pop("search_images", None)
-    cfg["evaluation"]["cache_dir"] = str(tmp / f"cache-{race_images}")
+    cfg["evaluation"]["cache_dir"] = str(tmp / f"cache-{arm}")
     cfg["evaluation"]["device"] = device
     cfg["search"].update(generations=generations, baseline="none")
-    cfg["search"]["racing"] = None if race_images is None else {"images": race_images}
-    path = tmp / f"family-{race_images}.yaml"
+    cfg["search"]["racing"] = None if race is None else {"images": race.images, "z": race.z}
+    path = tmp / f"family-{arm}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
+@dataclasses.dataclass(frozen=True)
+class RacingArm:
+    images: int
+    z: float
+
+
+def _one_at_a_time(ev: CachedEvaluation) -> SearchVectors:
+    """Search vectors computed candidate by candidate (part 1's engine: no shared prefixes)."""
+    split = "search"
+    return SearchVectors(len(ev.splits[split]),
+                         lambda archs, race: [v for a in archs
+                                              for v in ev.correct_many([a], split, race)])  # fmt: skip
+
+
 def search_workload(args: argparse.Namespace) -> float:
-    """Part 2; returns exhaustive time / raced time."""
+    """Part 2; returns the one-at-a-time exhaustive time / the raced prefix-tree time."""
+    race = RacingArm(args.race_images, args.z)
+    arms = {"one at a time": None, "prefix trees": None, "prefix trees + racing": race}
     runs = {}
     with tempfile.TemporaryDirectory(prefix="famc-bench-") as tmp:
-        for race in (None, args.race_images):
-            p = prepare(_example_config(Path(tmp), args.generations, race, args.device))
+        for i, (arm, racing) in enumerate(arms.items()):
+            p = prepare(_example_config(Path(tmp), str(i), args.generations, racing, args.device))
             ev = CachedEvaluation(p)
+            vectors = _one_at_a_time(ev) if i == 0 else ev.search_vectors
             t0 = time.perf_counter()
-            fam = search(p, ev.search_vectors, Reporter("off")).regnas
-            runs[race] = (time.perf_counter() - t0, fam, ev)
-    (full_s, full, ev), (race_s, raced, _) = runs[None], runs[args.race_images]
+            fam = search(p, vectors, Reporter("off")).regnas
+            runs[arm] = (time.perf_counter() - t0, fam, ev)
+    (base_s, full, ev), (race_s, raced, _) = runs["one at a time"], runs["prefix trees + racing"]
     n = sum(len(m.trace) for m in raced)
     stopped = sum(c.score.partial for m in raced for c in m.trace)
     print(f"part 2: {len(full)} searches of the example, {len(ev.splits['search'])} search "
-          f"images, racing on the first {args.race_images}")  # fmt: skip
-    print(f"exhaustive: {full_s:6.1f} s   raced: {race_s:6.1f} s   speed-up {full_s / race_s:.2f}x;"
-          f" {stopped} of {n} candidates stopped early")  # fmt: skip
+          f"images; racing on the first {race.images}, z = {race.z}")  # fmt: skip
+    for arm, (secs, fam, _) in runs.items():
+        same = all(a.best.arch == b.best.arch and a.best.score == b.best.score
+                   for a, b in zip(full, fam, strict=True))  # fmt: skip
+        print(f"  {arm:24s} {secs:7.1f} s  speed-up {base_s / secs:5.2f}x  chosen members "
+              f"{'identical' if same else 'DIFFERENT'}")  # fmt: skip
+    print(f"  racing stopped {stopped} of {n} candidates on their first {race.images} images")
     for i, (a, b) in enumerate(zip(full, raced, strict=True)):
-        same = a.best.arch == b.best.arch and a.best.score == b.best.score
-        print(
-            f"  {a.name}: chosen {'identical' if same else 'DIFFERENT'} "
-            f"(exhaustive reward {a.best.score.reward:.3f}, raced {b.best.score.reward:.3f})"
-        )
         # every candidate the raced search scored, against its exhaustive score (untimed)
         refs = [ev.correct(raced[i - 1].best.arch, "search")] if i else []
         exact = [reward(ev.correct(c.arch, "search"), refs, 1.0, float(bool(refs)))
                  for c in b.trace]  # fmt: skip
         tau = kendall_tau([c.score.reward for c in b.trace], exact)
-        print(f"  {a.name}: Kendall tau of the raced search's {len(b.trace)} scores (stopped "
-              f"ones on {args.race_images} images) vs exhaustive: {tau:.3f}")  # fmt: skip
-    return full_s / race_s
+        print(f"  {a.name}: exhaustive reward {a.best.score.reward:.3f}, raced "
+              f"{b.best.score.reward:.3f}; Kendall tau of the raced search's {len(b.trace)} "
+              f"scores (stopped ones on {race.images} images) vs exhaustive: {tau:.3f}")  # fmt: skip
+    return base_s / race_s
 
 
 if __name__ == "__main__":

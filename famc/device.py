@@ -9,6 +9,7 @@ CPU run's, never bit-identical. CPU runs are unchanged by this module (``to_devi
 
 from __future__ import annotations
 
+import ctypes
 from typing import Literal
 
 import torch
@@ -54,3 +55,24 @@ def device_label(device: torch.device) -> str:
     if device.type != "cuda":
         return device.type
     return f"cuda ({torch.cuda.get_device_name(device)})"
+
+
+#: glibc's mallopt parameters (malloc.h): the mmap allocation count limit and the heap trim
+#: threshold.
+_M_MMAP_MAX, _M_TRIM_THRESHOLD = -4, -1
+
+
+def keep_freed_memory() -> bool:
+    """Serve tensor memory from the heap and keep it mapped after it is freed (glibc only).
+
+    glibc maps every allocation above its mmap threshold (128 KiB to 32 MiB) afresh and unmaps
+    it when freed, so every batch's activations are page-faulted and zero-filled again: in CPU
+    evaluation that cost as much as the convolutions (bench/eval_throughput.py measures it). The
+    heap then keeps its peak size for reuse instead of returning it to the OS, as jemalloc or
+    tcmalloc would; peak memory is unchanged. Returns whether the setting took effect.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, Windows): its allocator is left alone
+        return False
+    return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, 1 << 30))

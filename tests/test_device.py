@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from famc.cli import app
 from famc.data import load_dataset
-from famc.device import to_device
+from famc.device import keep_freed_memory, to_device
 from famc.errors import FamcError
 from famc.space import get_space
 from famc.supernet import build_supernet, load_checkpoint
@@ -158,3 +159,9 @@ def test_standalone_on_cuda_is_close_to_cpu(tiny_folder):
     assert cpu.device == "cpu" and gpu.device.startswith("cuda (")
     assert gpu.log[0]["loss"] == pytest.approx(cpu.log[0]["loss"], abs=0.05)
     assert gpu.n_test == cpu.n_test
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the setting exists in glibc only")
+def test_cpu_evaluation_keeps_freed_memory_mapped():
+    """glibc accepts both mallopt settings (a typo in a parameter number makes mallopt return 0)."""
+    assert keep_freed_memory()

@@ -10,6 +10,7 @@ step (no re-calibration, unbiased variances, other calibration images) gives oth
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,10 @@ from famc.data import load_dataset
 from famc.device import resolve_device
 from famc.errors import FamcError
 from famc.evaluate.engine import Evaluator
+from famc.evaluate.tree import PrefixTree
 from famc.search.race import Race
-from famc.space import get_space
-from famc.supernet import build_supernet, fold_bn, load_checkpoint
+from famc.space import describe, get_space
+from famc.supernet import build_supernet, fold_bn, load_checkpoint, recalibrate
 
 SPACE = get_space("fashion-mbv3")
 SUPERNET = Path(__file__).resolve().parents[1] / "examples/fashion/supernet/supernet.safetensors"
@@ -157,3 +159,40 @@ def test_cuda_evaluator_agrees_with_the_cpu_one(setup):
         base = ev.correct(arch, test)
         assert (gpu.correct(arch, test) == base).float().mean() >= 0.998
         assert (amp.correct(arch, test) == base).float().mean() >= 0.99
+
+
+def test_a_generation_shares_its_prefixes_and_each_vector_is_its_own(setup):
+    """Candidates that begin alike (mutants of one parent, two resolutions) are evaluated as one
+    prefix tree per resolution; each vector equals that architecture's own forward pass, also
+    under a race and when resuming cached prefixes."""
+    _, _, _, test, ev, archs = setup
+    rng = random.Random(5)
+    parent = archs[2]
+    family = [parent, SPACE.mutate(parent, rng, 0.1), SPACE.mutate(parent, rng, 0.1),
+              archs[0], archs[1]]  # fmt: skip
+    family += [replace(family[1], resolution=r) for r in SPACE.preset.resolutions
+               if r != family[1].resolution]  # fmt: skip
+    own = [ev.logits(fold_bn(ev.model(a)), test, a.resolution).argmax(1) == test.labels
+           for a in family]  # fmt: skip
+    assert all(torch.equal(v, w) for v, w in zip(ev.correct_many(family, test), own, strict=True))
+    done = [None, own[1][:400], None, own[3], None, None]
+    resumed = ev.correct_many(family, test, done=done)
+    assert all(torch.equal(v, w) for v, w in zip(resumed, own, strict=True))
+    bar = max(own, key=lambda v: v[:400].sum().item())
+    raced = ev.correct_many(family, test, Race.against(bar, [], 400, 1.0, 0.0, 0.0))
+    for v, w in zip(raced, own, strict=True):
+        assert torch.equal(v, w) if v.numel() == len(test) else torch.equal(v, w[:400])
+    assert any(v.numel() == 400 for v in raced)  # z = 0: every candidate below the bar stops
+
+    trees: dict[int, PrefixTree] = {}
+    for i, a in enumerate(family):
+        trees.setdefault(a.resolution, PrefixTree()).add(i, describe(SPACE, a), ev.net.extract(a))
+    distinct = {(a.resolution, tuple(describe(SPACE, a)[:k + 1]))
+                for a in family for k in range(len(describe(SPACE, a)))}  # fmt: skip
+    assert sum(len(t.nodes) for t in trees.values()) == len(distinct)
+    assert len(distinct) < sum(len(describe(SPACE, a)) for a in family)  # something is shared
+
+
+def test_calibration_without_batches_is_refused():
+    with pytest.raises(ValueError, match="at least one batch"):
+        recalibrate(build_supernet(SPACE).extract(SPACE.smallest()), [])

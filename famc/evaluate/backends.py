@@ -66,14 +66,16 @@ class Backend(Protocol):
 
 
 class InlineBackend:
-    """In this process, one architecture after another."""
+    """In this process, a generation's architectures as one prefix tree (famc.evaluate.tree)."""
 
     def __init__(self, evaluator: Evaluator, splits: Mapping[str, Images]) -> None:
         self.evaluator, self.splits = evaluator, splits
 
     def run(self, jobs: Sequence[Job], split: str, race: Race | None) -> list[torch.Tensor]:
         images = self.splits[split]
-        return [self.evaluator.correct(j.arch, images, race, done=j.done) for j in jobs]
+        return self.evaluator.correct_many(
+            [j.arch for j in jobs], images, race, [j.done for j in jobs]
+        )
 
     def close(self) -> None:
         pass

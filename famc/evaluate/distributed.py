@@ -91,10 +91,7 @@ class EvalWorker:
     def run(self, archs: list[Arch], split: str, race: Race | None,
             done: list[torch.Tensor | None]) -> list[tuple[int, str]]:  # fmt: skip
         images = self.splits[split]
-        vectors = [
-            self.evaluator.correct(a, images, race, done=d)
-            for a, d in zip(archs, done, strict=True)
-        ]
+        vectors = self.evaluator.correct_many(archs, images, race, done)
         return [(v.numel(), pack_correct(v)) for v in vectors]
 
 

@@ -19,16 +19,16 @@ import torch
 from torch import nn
 
 from famc.data import DataConfig, DataSplits, Images, InputBatches
-from famc.device import to_device
+from famc.device import keep_freed_memory, to_device
 from famc.errors import FamcError
+from famc.evaluate.tree import PrefixTree
 from famc.io import first_line
 from famc.search.race import Race
-from famc.space import Arch, SearchSpace, get_space
+from famc.space import Arch, SearchSpace, describe, get_space
 from famc.supernet import (
     BNConvention,
     ElasticNet,
     build_supernet,
-    fold_bn,
     load_checkpoint,
     recalibrate,
     with_memory_format,
@@ -58,6 +58,8 @@ class Evaluator:
     ) -> None:
         # default: where the supernet already is (training evaluates on its own device)
         self.device = torch.device(device) if device else next(net.parameters()).device
+        if self.device.type == "cpu":
+            keep_freed_memory()
         if amp and self.device.type != "cuda":
             raise FamcError("evaluation.amp needs evaluation.device `cuda`: set amp: false on CPU")
         # a copy on the GPU: the caller's CPU supernet stays where exporters expect it
@@ -103,24 +105,74 @@ class Evaluator:
 
     def correct(self, arch: Arch, images: Images, race: Race | None = None,
                 done: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-        """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right.
+        """Boolean vector: which samples of ``images`` the calibrated ``arch`` classifies right
+        (``correct_many`` of one)."""
+        return self.correct_many([arch], images, race, [done])[0]
+
+    def correct_many(self, archs: Sequence[Arch], images: Images, race: Race | None = None,
+                     done: Sequence[torch.Tensor | None] | None = None) -> list[torch.Tensor]:  # fmt: skip
+        """Boolean vectors of several architectures, evaluated as one prefix tree per resolution
+        (famc.evaluate.tree): layers they share are calibrated and run once.
 
         With a ``race`` the first ``race.images`` are judged before the rest is computed, and a
-        stopped candidate's vector is that prefix. ``done`` is a prefix computed before (from the
-        cache): only the remainder is predicted."""
+        stopped candidate's vector is that prefix. ``done[i]`` is a prefix of candidate ``i``'s
+        vector computed before (from the cache): only the remainder is predicted."""
         n = len(images)
-        have = torch.zeros(0, dtype=torch.bool) if done is None else done
-        stop = n if race is None or have.numel() >= race.images else min(race.images, n)
-        model = fold_bn(self.model(arch))
+        have = [torch.zeros(0, dtype=torch.bool) if d is None else d
+                for d in (done or [None] * len(archs))]  # fmt: skip
+        stop = [n if race is None or h.numel() >= race.images else min(race.images, n)
+                for h in have]  # fmt: skip
+        trees = self._trees({i: a for i, a in enumerate(archs) if have[i].numel() < n})
+        first = self._predict(trees, archs, images, {i: (h.numel(), stop[i])
+                                                     for i, h in enumerate(have)})  # fmt: skip
+        vecs = [torch.cat([h, first.get(i, h[:0])]) for i, h in enumerate(have)]
+        more = {i: (stop[i], n) for i, v in enumerate(vecs)
+                if stop[i] < n and (race is None or race.keep_going(v))}  # fmt: skip
+        rest = self._predict(trees, archs, images, more)
+        return [torch.cat([v, rest[i]]) if i in rest else v for i, v in enumerate(vecs)]
 
-        def run(a: int, b: int) -> torch.Tensor:
-            predicted = self.logits(model, images, arch.resolution, a, b).argmax(1).cpu()
-            return predicted == images.labels[a:b]
+    def _trees(self, archs: dict[int, Arch]) -> dict[int, PrefixTree]:
+        """The calibrated prefix tree of the candidates ``archs`` (by index) at each resolution."""
+        trees: dict[int, PrefixTree] = {}
+        for i, arch in archs.items():
+            net = with_memory_format(self.net.extract(arch), torch.channels_last)
+            tree = trees.setdefault(arch.resolution, PrefixTree())
+            tree.add(i, describe(self.net.space, arch), net)
+        for resolution, tree in trees.items():
+            batches = (to_device(x, self.device) for x in self.inputs(self.calib, resolution))
+            tree.calibrate(batches, self.bn_convention)
+        return trees
 
-        vec = torch.cat([have, run(have.numel(), stop)])
-        if stop < n and (race is None or race.keep_going(vec)):
-            vec = torch.cat([vec, run(stop, n)])
-        return vec
+    def _predict(self, trees: dict[int, PrefixTree], archs: Sequence[Arch], images: Images,
+                 ranges: dict[int, tuple[int, int]]) -> dict[int, torch.Tensor]:  # fmt: skip
+        """Correctness of candidate ``i`` on samples ``ranges[i]`` (batch-aligned), every
+        candidate of a resolution in one pass of its tree over the batches any of them needs."""
+        b, n = self.batch_size, len(images)
+        ranges = {i: r for i, r in ranges.items() if r[0] < r[1]}
+        for start, stop in ranges.values():
+            if start % b or (stop % b and stop != n):
+                raise ValueError(f"slice {start}:{stop} is not aligned to batches of {b}")
+        predicted: dict[int, list[torch.Tensor]] = {i: [] for i in ranges}
+
+        def sink(i: int, logits: torch.Tensor) -> None:
+            predicted[i].append(logits.float().argmax(1).cpu())
+
+        for resolution, tree in trees.items():
+            mine = {i: r for i, r in ranges.items() if archs[i].resolution == resolution}
+            if not mine:
+                continue
+            lo, hi = (
+                min(r[0] for r in mine.values()) // b,
+                -(-max(r[1] for r in mine.values()) // b),
+            )
+            batches = (to_device(x, self.device) for x in self.inputs(images, resolution)[lo:hi])
+
+            def active(batch: int, mine: dict[int, tuple[int, int]] = mine) -> set[int]:
+                return {i for i, (s, e) in mine.items() if s <= batch * b < e}
+
+            with torch.autocast(self.device.type, torch.float16, enabled=self.amp):
+                tree.predict(batches, lo, active, sink)
+        return {i: torch.cat(predicted[i]) == images.labels[s:e] for i, (s, e) in ranges.items()}
 
 
 @dataclass(frozen=True)

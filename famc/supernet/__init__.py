@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from famc.space.space import SearchSpace
-from famc.supernet.bn import BN_CONVENTIONS, BNConvention, recalibrate
+from famc.supernet.bn import BN_CONVENTIONS, BNConvention, calibrating, recalibrate
 from famc.supernet.checkpoint import load_checkpoint, save_checkpoint
 from famc.supernet.elastic import BLOCKS
 from famc.supernet.network import ElasticNet, static_model
@@ -18,6 +18,7 @@ __all__ = [
     "build_supernet",
     "fold_bn",
     "load_checkpoint",
+    "calibrating",
     "recalibrate",
     "save_checkpoint",
     "static_model",

@@ -14,7 +14,8 @@ statistics are combined into running statistics:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -74,12 +75,11 @@ class _Calibrating(nn.Module):
             bn.num_batches_tracked.fill_(0)
 
 
-@torch.no_grad()
-def recalibrate(
-    model: nn.Module, batches: Iterable[torch.Tensor], convention: BNConvention = "ofa"
-) -> nn.Module:
-    """Reset every BN's running statistics and re-estimate them over ``batches``; returns the
-    model in eval mode. Parameters are untouched."""
+@contextmanager
+def calibrating(model: nn.Module, convention: BNConvention = "ofa") -> Iterator[None]:
+    """Within the block, every BN of ``model`` normalises with its batch's statistics and
+    accumulates them; on a normal exit they become its running statistics (reset first). Callers
+    that run one module in several places (a prefix tree of sub-networks) feed it themselves."""
     if convention not in BN_CONVENTIONS:
         raise ValueError(f"unknown BN convention {convention!r}; use one of {BN_CONVENTIONS}")
     swapped: list[tuple[nn.Module, str, _Calibrating]] = []
@@ -91,15 +91,23 @@ def recalibrate(
                 swapped.append((parent, name, stand_in))
     model.eval()
     try:
-        seen = 0
-        for x in batches:
-            model(x)
-            seen += 1
-        if seen == 0:
+        yield
+        if any(stand_in.weight_n == 0 for _, _, stand_in in swapped):
             raise ValueError("BN re-calibration needs at least one batch")
         for _, _, stand_in in swapped:
             stand_in.commit()
     finally:
         for parent, name, stand_in in swapped:
             setattr(parent, name, stand_in.bn)
+
+
+@torch.no_grad()
+def recalibrate(
+    model: nn.Module, batches: Iterable[torch.Tensor], convention: BNConvention = "ofa"
+) -> nn.Module:
+    """Reset every BN's running statistics and re-estimate them over ``batches``; returns the
+    model in eval mode. Parameters are untouched."""
+    with calibrating(model, convention):
+        for x in batches:
+            model(x)
     return model
