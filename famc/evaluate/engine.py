@@ -37,6 +37,13 @@ from famc.supernet.bn import BN_CONVENTIONS
 from famc.supernet.checkpoint import read_state_dict
 
 
+def _check_aligned(start: int, stop: int, n: int, batch_size: int) -> None:
+    """Slices of a split start on a batch boundary and end on one or at the split's end, so they
+    are batched as the whole split is (a vector assembled from slices equals the one-pass one)."""
+    if start % batch_size or (stop % batch_size and stop != n):
+        raise ValueError(f"slice {start}:{stop} is not aligned to batches of {batch_size}")
+
+
 class Evaluator:
     """Evaluates architectures of one supernet on fixed calibration data.
 
@@ -96,8 +103,7 @@ class Evaluator:
         vector assembled from slices equals the one-pass vector exactly."""
         stop = len(images) if stop is None else stop
         b = self.batch_size
-        if start % b or (stop % b and stop != len(images)):
-            raise ValueError(f"slice {start}:{stop} is not aligned to batches of {b}")
+        _check_aligned(start, stop, len(images), b)
         model.eval()
         batches = self.inputs(images, resolution)[start // b : -(-stop // b)]
         with torch.autocast(self.device.type, torch.float16, enabled=self.amp):
@@ -150,8 +156,7 @@ class Evaluator:
         b, n = self.batch_size, len(images)
         ranges = {i: r for i, r in ranges.items() if r[0] < r[1]}
         for start, stop in ranges.values():
-            if start % b or (stop % b and stop != n):
-                raise ValueError(f"slice {start}:{stop} is not aligned to batches of {b}")
+            _check_aligned(start, stop, n, b)
         predicted: dict[int, list[torch.Tensor]] = {i: [] for i in ranges}
 
         def sink(i: int, logits: torch.Tensor) -> None:
