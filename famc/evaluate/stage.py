@@ -90,8 +90,12 @@ def evaluate(p: Prepared, families: Families, ev: CachedEvaluation,
     """Test-split vectors of every member, with the flip metrics of every pair."""
     log(f"evaluating {len(families.regnas)} members on {len(p.data.test)} test images")
 
+    # every member of both families in one call: one prefix tree, shared layers run once
+    archs = [m.best.arch for m in families.regnas + (families.baseline or [])]
+    vectors = dict(zip(archs, ev.correct_many(archs, "test"), strict=True))
+
     def test(m: FoundMember) -> torch.Tensor:
-        return ev.correct(m.best.arch, "test")
+        return vectors[m.best.arch]
 
     baseline = None if families.baseline is None else _family(p.plans, families.baseline, test)
     return Evaluated(_family(p.plans, families.regnas, test), baseline)
