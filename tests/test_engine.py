@@ -20,6 +20,7 @@ from torch import nn
 from famc.data import load_dataset
 from famc.device import resolve_device
 from famc.errors import FamcError
+from famc.evaluate import engine
 from famc.evaluate.engine import Evaluator
 from famc.evaluate.tree import PrefixTree
 from famc.search.race import Race
@@ -196,3 +197,13 @@ def test_a_generation_shares_its_prefixes_and_each_vector_is_its_own(setup):
 def test_calibration_without_batches_is_refused():
     with pytest.raises(ValueError, match="at least one batch"):
         recalibrate(build_supernet(SPACE).extract(SPACE.smallest()), [])
+
+
+def test_a_large_generation_is_split_into_several_trees(setup, monkeypatch):
+    """Grouping by weight budget keeps order and changes no vector."""
+    assert engine._groups([5, 5, 5, 20, 1], 10) == [[0, 1], [2], [3], [4]]
+    _, _, _, test, ev, archs = setup
+    whole = ev.correct_many(archs, test)
+    monkeypatch.setattr(engine, "TREE_PARAMS", 1)  # one candidate per tree
+    split = ev.correct_many(archs, test)
+    assert all(torch.equal(a, b) for a, b in zip(whole, split, strict=True))

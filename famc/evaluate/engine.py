@@ -24,7 +24,7 @@ from famc.errors import FamcError
 from famc.evaluate.tree import PrefixTree
 from famc.io import first_line
 from famc.search.race import Race
-from famc.space import Arch, SearchSpace, describe, get_space
+from famc.space import Arch, SearchSpace, describe, get_space, params
 from famc.supernet import (
     BNConvention,
     ElasticNet,
@@ -35,6 +35,24 @@ from famc.supernet import (
 )
 from famc.supernet.bn import BN_CONVENTIONS
 from famc.supernet.checkpoint import read_state_dict
+
+#: Weights (parameters) the prefix trees of one call may hold: a generation of large
+#: sub-networks (ResNet-50 sized, about 25 M each) is split rather than held whole (about 1 GB).
+TREE_PARAMS = 250_000_000
+
+
+def _groups(sizes: Sequence[int], budget: int) -> list[list[int]]:
+    """Consecutive indices grouped so each group's sizes sum to at most ``budget`` (a single
+    larger item forms its own group)."""
+    groups: list[list[int]] = []
+    total = budget + 1
+    for i, size in enumerate(sizes):
+        if total + size > budget:
+            groups.append([])
+            total = 0
+        groups[-1].append(i)
+        total += size
+    return groups
 
 
 def _check_aligned(start: int, stop: int, n: int, batch_size: int) -> None:
@@ -122,10 +140,20 @@ class Evaluator:
 
         With a ``race`` the first ``race.images`` are judged before the rest is computed, and a
         stopped candidate's vector is that prefix. ``done[i]`` is a prefix of candidate ``i``'s
-        vector computed before (from the cache): only the remainder is predicted."""
+        vector computed before (from the cache): only the remainder is predicted. A generation
+        whose sub-networks together exceed ``TREE_PARAMS`` weights is split into several trees."""
+        done = list(done or [None] * len(archs))
+        out: list[torch.Tensor] = []
+        for group in _groups([params(self.net.space, a) for a in archs], TREE_PARAMS):
+            out += self._correct_group([archs[i] for i in group], images, race,
+                                       [done[i] for i in group])  # fmt: skip
+        return out
+
+    def _correct_group(self, archs: Sequence[Arch], images: Images, race: Race | None,
+                       done: Sequence[torch.Tensor | None]) -> list[torch.Tensor]:  # fmt: skip
+        """``correct_many`` for candidates evaluated as one set of trees."""
         n = len(images)
-        have = [torch.zeros(0, dtype=torch.bool) if d is None else d
-                for d in (done or [None] * len(archs))]  # fmt: skip
+        have = [torch.zeros(0, dtype=torch.bool) if d is None else d for d in done]
         stop = [n if race is None or h.numel() >= race.images else min(race.images, n)
                 for h in have]  # fmt: skip
         trees = self._trees({i: a for i, a in enumerate(archs) if have[i].numel() < n})
