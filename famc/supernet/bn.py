@@ -79,7 +79,8 @@ class _Calibrating(nn.Module):
 def calibrating(model: nn.Module, convention: BNConvention = "ofa") -> Iterator[None]:
     """Within the block, every BN of ``model`` normalises with its batch's statistics and
     accumulates them; on a normal exit they become its running statistics (reset first). Callers
-    that run one module in several places (a prefix tree of sub-networks) feed it themselves."""
+    that do not run ``model`` as one forward (a prefix tree runs its layers path by path) feed
+    the layers themselves."""
     if convention not in BN_CONVENTIONS:
         raise ValueError(f"unknown BN convention {convention!r}; use one of {BN_CONVENTIONS}")
     swapped: list[tuple[nn.Module, str, _Calibrating]] = []
