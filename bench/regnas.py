@@ -11,6 +11,8 @@ Table 4.2 and its §4.4 fine-tuning:
     eps+CAS    selection: epsilon (``--epsilon`` points below the same seed's R0 member), CAS
     ... +FD    the family above fine-tuned with FD-KD against the member below (famc.finetune)
     R2+CAS +CE the same fine-tuning with cross-entropy only: what FD's reference term adds
+    R0 +FD     the baseline family fine-tuned with FD-KD: plain NAS plus Positive-Congruent
+               Training, the comparison REG-NAS §4.4 also makes
 
 Every setting's row: NFR of each smaller → larger pair, mean Top-1, the mean pairwise NFR's
 reduction against R0 (%), the Top-1 it costs against R0 (points) and the worst member's Top-1
@@ -65,7 +67,7 @@ SEARCHES: dict[str, tuple[dict[str, Any], bool, bool]] = {
 }
 #: fine-tuned setting → (searched setting it starts from, method)
 TUNED = {"R2+CAS +FD": ("R2+CAS", "fd-kd"), "eps+CAS +FD": ("eps+CAS", "fd-kd"),
-         "R2+CAS +CE": ("R2+CAS", "ce")}  # fmt: skip
+         "R2+CAS +CE": ("R2+CAS", "ce"), "R0 +FD": ("R0", "fd-kd")}  # fmt: skip
 
 
 def _with(p: Prepared, **sections: Any) -> Prepared:
