@@ -154,8 +154,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", type=Path, default=FAMILY)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--epsilon", type=float, default=0.3, help="Top-1 points for eps+CAS")
-    ap.add_argument("--finetune-epochs", type=int, default=2)
+    ap.add_argument("--epsilon", type=float, default=0.5, help="eps+CAS's points (the example's)")
+    ap.add_argument("--finetune-epochs", type=int, default=1)  # the example's
     ap.add_argument("--standalone-epochs", type=int, default=StandaloneRecipe.epochs)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "regnas")
     ap.add_argument("--smoke", action="store_true", help="minutes: a pipeline check only")
