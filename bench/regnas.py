@@ -18,9 +18,9 @@ Every setting's row: NFR of each smaller → larger pair, mean Top-1, the mean p
 reduction against R0 (%), the Top-1 it costs against R0 (points) and the worst member's Top-1
 against R0's member of the same budget (points), each mean ± std over seeds. ``--settings`` runs a
 subset (R0 always); ``--standalone-epochs 0`` skips the stand-alone training.
-Finally the members R2+CAS chose for seed 0 are trained from scratch (``famc.train.standalone``,
-cross-entropy, ``--standalone-epochs``) and their pairwise NFR printed: what weight sharing alone
-buys. Results also go to ``OUT/regnas.json``.
+Finally the members that ``--standalone-of`` (default eps+CAS, the example's rule) chose for seed 0
+are trained from scratch (``famc.train.standalone``, cross-entropy, ``--standalone-epochs``) and
+their pairwise NFR printed: what weight sharing alone buys. Results also go to ``OUT/regnas.json``.
 
 Run (many hours on 2 cores; schedule it):
 ``nice -n 19 .venv/bin/python bench/regnas.py --seeds 3 --out runs/regnas``. ``--smoke`` runs every
@@ -157,12 +157,16 @@ def main() -> None:
     ap.add_argument("--epsilon", type=float, default=0.5, help="eps+CAS's points (the example's)")
     ap.add_argument("--finetune-epochs", type=int, default=1)  # the example's
     ap.add_argument("--standalone-epochs", type=int, default=StandaloneRecipe.epochs)
+    ap.add_argument("--standalone-of", default="eps+CAS", choices=list(SEARCHES),
+                    help="the searched setting whose seed-0 members are trained from scratch")  # fmt: skip
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "regnas")
     ap.add_argument("--smoke", action="store_true", help="minutes: a pipeline check only")
     ap.add_argument("--settings", default=",".join([*SEARCHES, *TUNED]),
                     help="comma-separated subset of the settings (R0 is always run)")  # fmt: skip
     args = ap.parse_args()
     wanted = {"R0", *args.settings.split(",")}
+    if args.standalone_epochs > 0:
+        wanted.add(args.standalone_of)
     if unknown := wanted - set(SEARCHES) - set(TUNED):
         ap.error(f"unknown setting(s) {sorted(unknown)}; choose from {[*SEARCHES, *TUNED]}")
     wanted |= {TUNED[name][0] for name in wanted & set(TUNED)}  # a tuned family needs its search
@@ -184,8 +188,8 @@ def main() -> None:
                           for s, fam in enumerate(runs[start])]  # fmt: skip
     table = {name: row(fams, runs["R0"]) for name, fams in runs.items()}
     alone = None
-    if "R2+CAS" in runs and args.standalone_epochs > 0:
-        alone = standalone(p, runs["R2+CAS"][0], args.standalone_epochs, print)
+    if args.standalone_epochs > 0:
+        alone = standalone(p, runs[args.standalone_of][0], args.standalone_epochs, print)
     columns = list(next(iter(table.values())))
     print(
         f"\n{args.seeds} seed(s), mean ± std; NFR and Top-1 in % of the test split "
@@ -195,7 +199,7 @@ def main() -> None:
     for name, values in table.items():
         print(" | ".join([name, *(pm(values[c]) for c in columns)]))
     if alone is not None:
-        print(f"stand-alone (seed 0 R2+CAS archs, {args.standalone_epochs} epoch(s)): "
+        print(f"stand-alone (seed 0 {args.standalone_of} archs, {args.standalone_epochs} epoch(s)): "
               + ", ".join(f"{k} {v:.2f}" for k, v in alone["pairs"].items())
               + f"; mean {alone['mean_pairwise_nfr']:.2f}")  # fmt: skip
     result = {"seeds": args.seeds, "smoke": args.smoke, "epsilon_pt": args.epsilon,
